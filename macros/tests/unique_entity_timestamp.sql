@@ -1,0 +1,27 @@
+{#
+  A feature view holds one row per (join keys, event timestamp): the point-in-time join
+  picks "the" row at the greatest timestamp, and a tie makes that pick arbitrary
+  (DuckDB's ASOF JOIN returns either row, run to run). A created timestamp is the
+  declared tie-break, so with one the unit of uniqueness is keys + timestamp + created.
+#}
+{% test unique_entity_timestamp(model, entities, timestamp, created_timestamp=none) %}
+  {{ return(adapter.dispatch('test_unique_entity_timestamp', 'feature_store')(
+      model, entities, timestamp, created_timestamp)) }}
+{% endtest %}
+
+{% macro default__test_unique_entity_timestamp(model, entities, timestamp, created_timestamp) %}
+  {%- if not timestamp -%}
+    {{ exceptions.raise_compiler_error(
+        "unique_entity_timestamp on " ~ model ~ ": argument `timestamp` is required (the event timestamp column)") }}
+  {%- endif -%}
+  {%- set columns = feature_store.entity_join_keys(entities) + [timestamp] -%}
+  {%- if created_timestamp -%}
+    {%- do columns.append(created_timestamp) -%}
+  {%- endif -%}
+select
+  {{ columns | join(',\n  ') }},
+  count(*) as n_rows
+from {{ model }}
+group by {{ columns | join(', ') }}
+having count(*) > 1
+{% endmacro %}

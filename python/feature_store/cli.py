@@ -1,0 +1,472 @@
+"""``fstore``: the command line for feature_store.
+
+The library never prints; this module owns tables, progress bars, ``--json`` and
+``--quiet``. Every command takes ``--project-dir``, ``--profiles-dir`` and
+``--target`` as dbt's commands do.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from feature_store.errors import FeatureStoreError, ManifestMissing
+from feature_store.registry import FeatureView, Registry, format_duration
+
+# Piped output is for grep and scripts: never wrap or truncate it at 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 250)
+
+
+class _Group(click.Group):
+    """Turns our own errors into one clear line and exit status 1, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FeatureStoreError as exc:
+            err.print(f"[red]Error:[/red] {exc}", markup=True)
+            sys.exit(1)
+
+
+def project_options(fn):
+    """--project-dir / --profiles-dir / --target, as dbt users expect them."""
+
+    @click.option("--project-dir", default=".", envvar="DBT_PROJECT_DIR", show_default=True,
+                  type=click.Path(file_okay=False, path_type=Path), help="The dbt project directory.")
+    @click.option("--profiles-dir", default=None, envvar="DBT_PROFILES_DIR",
+                  type=click.Path(file_okay=False, path_type=Path),
+                  help="Where profiles.yml is (default: the project dir, then ~/.dbt).")
+    @click.option("--target", "-t", default=None, envvar="DBT_TARGET", help="The dbt target (default: the profile's).")
+    @functools.wraps(fn)
+    def wrapper(*args, project_dir, profiles_dir, target, **kwargs):
+        return fn(*args, project=(project_dir, profiles_dir, target), **kwargs)
+
+    return wrapper
+
+
+def load_registry(project: tuple, quiet: bool = False) -> Registry:
+    """The project's registry; runs `dbt parse` first (saying so) when there is no manifest yet."""
+    project_dir, profiles_dir, target = project
+    try:
+        registry = Registry.load(project_dir, target=target, profiles_dir=profiles_dir)
+    except ManifestMissing:
+        from feature_store.compiler import parse_project
+
+        if not quiet:
+            err.print(f"No manifest in {Path(project_dir).resolve() / 'target'}; running `dbt parse` for you...")
+        parse_project(project_dir, target=target, profiles_dir=profiles_dir)
+        registry = Registry.load(project_dir, target=target, profiles_dir=profiles_dir)
+    stale = registry.stale_files()
+    if stale and not quiet:
+        names = ", ".join(str(p.relative_to(registry.project_dir)) for p in stale[:3])
+        more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
+        err.print(f"[yellow]Warning:[/yellow] the manifest is older than {names}{more}; "
+                  "run `dbt parse` (or `dbt build`) to pick up the changes", markup=True)
+    return registry
+
+
+def _json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="feature-store", prog_name="fstore")
+def main() -> None:
+    """feature_store: dbt models as ML features, offline for training and online from Redis.
+
+    \b
+    After `dbt build`:
+      fstore list                      what feature views exist
+      fstore validate                  check every definition
+      fstore historical --spine labels.parquet --timestamp-column label_ts \\
+          --features user_order_features --out training.parquet
+      fstore sync                      push the latest values to Redis
+      fstore get user_order_features --entity user_id=42
+    """
+
+
+# -- registry ----------------------------------------------------------------------------------
+
+
+def _view_row(view: FeatureView) -> dict:
+    return {
+        "view": view.name,
+        "entities": list(view.entities),
+        "features": len(view.features),
+        "ttl": format_duration(view.ttl),
+        "online": view.online,
+        "owner": view.owner,
+        "tags": list(view.tags),
+    }
+
+
+@main.command("list")
+@project_options
+@click.option("--tag", "tags", multiple=True, help="Only views with this tag (repeatable: all must match).")
+@click.option("--owner", default=None, help="Only views owned by this owner.")
+@click.option("--online", "online_only", is_flag=True, help="Only views synced to the online store.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_views(project, tags, owner, online_only, as_json):
+    """List the feature views: entities, number of features, ttl, online, owner, tags.
+
+    \b
+    Examples:
+      fstore list
+      fstore list --online --tag finance-grade --json
+    """
+    registry = load_registry(project, quiet=as_json)
+    views = [
+        v for v in sorted(registry.views.values(), key=lambda v: v.name)
+        if all(t in v.tags for t in tags) and (owner is None or v.owner == owner) and (v.online or not online_only)
+    ]
+    rows = [_view_row(v) for v in views]
+    if as_json:
+        _json(rows)
+        return
+    table = Table("view", "entities", "#features", "ttl", "online", "owner", "tags", box=None, pad_edge=False)
+    for r in rows:
+        table.add_row(r["view"], ", ".join(r["entities"]), str(r["features"]), r["ttl"],
+                      "yes" if r["online"] else "no", r["owner"] or "-", ", ".join(r["tags"]) or "-")
+    out.print(table)
+    if not rows:
+        err.print("No feature view matches." if registry.views else
+                  "No feature views: declare config.meta.feature_store on a model (see README).")
+
+
+def _describe_data(view: FeatureView) -> dict:
+    roles = {k: "join key" for k in view.join_keys}
+    roles[view.timestamp] = "event timestamp"
+    if view.created_timestamp:
+        roles[view.created_timestamp] = "created timestamp"
+    features = {f.name: f for f in view.features}
+    columns = []
+    for name, dtype in view.column_types.items():
+        f = features.get(name)
+        columns.append({
+            "column": name,
+            "type": dtype,
+            "role": roles.get(name, "feature"),
+            "fallback": str(f.fallback) if f and f.fallback else None,
+            "deprecated": (f"{f.deprecated}" + (f" -> {f.replaced_by}" if f.replaced_by else "")) if f and f.deprecated else None,
+            "description": f.description if f else "",
+        })
+    return {
+        "view": view.name,
+        "unique_id": view.unique_id,
+        "relation": view.relation,
+        "description": view.description,
+        "entities": list(view.entities),
+        "join_keys": list(view.join_keys),
+        "timestamp": view.timestamp,
+        "created_timestamp": view.created_timestamp,
+        "ttl": format_duration(view.ttl),
+        "online": view.online,
+        "owner": view.owner,
+        "tags": list(view.tags),
+        "freshness_sla": format_duration(view.freshness_sla),
+        "columns": columns,
+        "upstream": list(view.upstream),
+        "downstream": list(view.downstream),
+    }
+
+
+@main.command()
+@project_options
+@click.argument("view_name", metavar="VIEW")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def describe(project, view_name, as_json):
+    """Show one feature view: columns, types, fallbacks, tombstones, ttl, upstream and downstream.
+
+    \b
+    Example:
+      fstore describe user_order_features
+    """
+    registry = load_registry(project, quiet=as_json)
+    data = _describe_data(registry.view(view_name))
+    if as_json:
+        _json(data)
+        return
+    out.print(f"[bold]{data['view']}[/bold]  ({data['relation']})", markup=True)
+    if data["description"]:
+        out.print(data["description"])
+    for label, key in (("entities", "entities"), ("join keys", "join_keys"), ("timestamp", "timestamp"),
+                       ("created timestamp", "created_timestamp"), ("ttl", "ttl"), ("online", "online"),
+                       ("owner", "owner"), ("tags", "tags"), ("freshness sla", "freshness_sla")):
+        value = data[key]
+        if isinstance(value, list):
+            value = ", ".join(value) or "-"
+        out.print(f"  {label + ':':<19}{'yes' if value is True else 'no' if value is False else value or '-'}")
+    table = Table("column", "type", "role", "fallback", "deprecated", "description", box=None, pad_edge=False)
+    for c in data["columns"]:
+        table.add_row(c["column"], c["type"] or "[red]missing[/red]", c["role"], c["fallback"] or "-",
+                      c["deprecated"] or "-", c["description"] or "")
+    out.print()
+    out.print(table)
+    out.print()
+    out.print(f"  upstream:   {', '.join(data['upstream']) or '-'}")
+    out.print(f"  downstream: {', '.join(data['downstream']) or '-'}")
+
+
+@main.command()
+@project_options
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+def validate(project, as_json):
+    """Check every feature definition; list every problem, one per line. Exit 1 on any error.
+
+    \b
+    Example:
+      fstore validate
+    """
+    registry = load_registry(project, quiet=as_json)
+    problems = registry.problems
+    errors = registry.errors()
+    if as_json:
+        _json([{"severity": p.severity, "model": p.model, "where": p.where, "message": p.message}
+               for p in problems])
+    else:
+        colors = {"error": "red", "warning": "yellow", "note": "cyan"}
+        for p in problems:
+            out.print(f"[{colors[p.severity]}]{p.severity}[/]: {p.model}: {p.where}: {p.message}", markup=True)
+        n_features = sum(len(v.features) for v in registry.views.values())
+        verdict = "[red]invalid[/red]" if errors else "[green]ok[/green]"
+        out.print(f"{len(registry.views)} feature views, {n_features} features, {len(registry.entities)} entities: "
+                  f"{verdict} ({len(errors)} errors, {len(problems) - len(errors)} warnings/notes)", markup=True)
+    sys.exit(1 if errors else 0)
+
+
+# -- offline -------------------------------------------------------------------------------------
+
+
+def _split_features(values: tuple[str, ...]) -> list[str]:
+    return [f.strip() for v in values for f in v.split(",") if f.strip()]
+
+
+def _read_table(path: Path):
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise click.BadParameter(f"no file {path}", param_hint="--spine")
+    if path.suffix.lower() == ".parquet":
+        return pq.read_table(path)
+    return pacsv.read_csv(path)
+
+
+def _write_table(table, path: Path) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix.lower() == ".csv":
+        pacsv.write_csv(table, tmp)
+    else:
+        pq.write_table(table, tmp)
+    tmp.replace(path)  # a failed run leaves no half-written training set behind
+
+
+@main.command()
+@project_options
+@click.option("--spine", required=True,
+              help="Entity rows to join onto: a .parquet or .csv file, or a warehouse table or SELECT, "
+                   "with the join keys and a timestamp.")
+@click.option("--timestamp-column", default="event_timestamp", show_default=True,
+              help="The spine's time column: features are taken as of this time.")
+@click.option("--features", "-f", "feature_refs", multiple=True, required=True,
+              help="view:feature or view (all its features); repeat or separate with commas.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the training set (.parquet or .csv).")
+@click.option("--full-feature-names", is_flag=True, help="Name columns view__feature.")
+@click.option("--ttl-override", default=None, help="A duration (e.g. 7d) replacing every view's ttl.")
+@click.option("--as-of-created", is_flag=True,
+              help="Ignore feature rows created after the spine time (late-arriving data).")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def historical(project, spine, timestamp_column, feature_refs, out_path, full_feature_names, ttl_override,
+               as_of_created, quiet):
+    """Build a point-in-time-correct training set from a spine file.
+
+    \b
+    Example:
+      fstore historical --spine labels.parquet --timestamp-column label_ts \\
+        --features user_order_features,user_txn_features:txn_velocity_60s --out training.parquet
+      fstore historical --spine "select user_id, label_ts from stg_churn_labels" \\
+        --timestamp-column label_ts -f user_order_features --out churn.parquet
+    """
+    from feature_store.offline import get_historical_features, null_rates
+
+    started = time.perf_counter()
+    registry = load_registry(project, quiet=quiet)
+    spine_path = Path(spine)
+    table = _read_table(spine_path) if spine_path.suffix.lower() in (".csv", ".parquet") else spine
+    status = err.status("Building the training set...") if not quiet and err.is_terminal else None
+    if status:
+        status.start()
+    try:
+        if not quiet:
+            rows = f"{table.num_rows:,} spine rows" if not isinstance(table, str) else f"the rows of {table!r}"
+            err.print(f"Joining {len(_split_features(feature_refs))} feature reference(s) onto {rows}...")
+        job = get_historical_features(
+            registry, table, _split_features(feature_refs), timestamp_column=timestamp_column,
+            full_feature_names=full_feature_names, ttl_override=ttl_override, as_of_created=as_of_created,
+        )
+        result = job.to_arrow()
+        _write_table(result, out_path)
+    finally:
+        if status:
+            status.stop()
+    if not quiet:
+        feature_cols = job.columns[-len(job.features):]
+        rates = ", ".join(f"{c} {r:.1%}" for c, r in null_rates(result, feature_cols).items())
+        out.print(f"Wrote {result.num_rows:,} rows to {out_path} in {time.perf_counter() - started:.2f}s; "
+                  f"NULL rate: {rates}")
+
+
+# -- online ----------------------------------------------------------------------------------------
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO timestamp (e.g. 2026-11-01T00:00:00Z)",
+                                 param_hint=name) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def redis_option(fn):
+    return click.option("--redis-url", default=None, envvar="FEATURE_STORE_REDIS_URL",
+                        help="Redis URL (redis:// or rediss://, password allowed); "
+                             "default $FEATURE_STORE_REDIS_URL, else redis://localhost:6379/0.")(fn)
+
+
+@main.command()
+@project_options
+@redis_option
+@click.option("--view", "views", multiple=True, help="Only this view (repeatable); may name an offline view.")
+@click.option("--select", "select", default=None, help="Only views matching, e.g. tag:finance-grade.")
+@click.option("--full-refresh", is_flag=True, help="Ignore the watermarks and re-read every row.")
+@click.option("--start", default=None, help="Backfill: only rows with event time from this ISO timestamp.")
+@click.option("--end", default=None, help="Backfill: only rows with event time before this ISO timestamp.")
+@click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def sync(project, redis_url, views, select, full_refresh, start, end, dry_run, quiet, as_json):
+    """Push the latest value per entity of the online views from the warehouse into Redis.
+
+    Incremental: each view's watermark (kept in Redis) means a re-run reads only rows
+    created since. A value never replaces one with a newer event timestamp.
+
+    \b
+    Examples:
+      fstore sync
+      fstore sync --view user_order_features --full-refresh
+      fstore sync --select tag:finance-grade --dry-run
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from feature_store.materialize import sync as run_sync
+    from feature_store.online import OnlineStore
+
+    registry = load_registry(project, quiet=quiet or as_json)
+    store = OnlineStore.for_registry(registry, url=redis_url)
+    show = not quiet and not as_json and err.is_terminal
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
+                        TextColumn("{task.fields[rate]:,.0f} rows/s"), TimeRemainingColumn(), console=err,
+                        disable=not show)
+    tasks: dict[str, Any] = {}
+    started: dict[str, float] = {}
+
+    def on_progress(view: str, done: int, total: int | None) -> None:
+        if view not in tasks:
+            tasks[view] = progress.add_task(view, total=total, rate=0.0)
+            started[view] = time.perf_counter()
+        elapsed = max(time.perf_counter() - started[view], 1e-9)
+        progress.update(tasks[view], completed=done, total=total, rate=done / elapsed)
+
+    with progress:
+        report = run_sync(registry, store, views=list(views) or None, select=select, full_refresh=full_refresh,
+                          start=_parse_time(start, "--start"), end=_parse_time(end, "--end"), dry_run=dry_run,
+                          progress=on_progress)
+    if as_json:
+        _json(report.to_dict())
+    elif not quiet:
+        _print_sync_report(report)
+
+
+def _print_sync_report(report) -> None:
+    data = report.to_dict()
+    table = Table("view", "rows read", "keys written", "skipped (older)", "expired on arrival", "seconds",
+                  box=None, pad_edge=False)
+    for v in data["views"]:
+        table.add_row(v["view"], f"{v['rows_read']:,}", f"{v['keys_written']:,}", f"{v['skipped_older']:,}",
+                      f"{v['expired_on_arrival']:,}", f"{v['seconds']:.2f}")
+    out.print(table)
+    total = data["total"]
+    verb = "would write" if data.get("dry_run") else "wrote"
+    out.print(f"Sync {verb} {total['keys_written']:,} keys from {total['rows_read']:,} rows in "
+              f"{total['seconds']:.2f}s ({total['skipped_older']:,} skipped as older, "
+              f"{total['expired_on_arrival']:,} expired on arrival).")
+    for sample in data.get("sample") or []:
+        out.print(f"  {sample}")
+
+
+def _parse_entity(values: tuple[str, ...]) -> dict:
+    entity: dict[str, Any] = {}
+    for v in values:
+        key, sep, raw = v.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{v!r}: write KEY=VALUE, e.g. user_id=42", param_hint="--entity")
+        try:
+            entity[key] = int(raw)
+        except ValueError:
+            entity[key] = raw
+    return entity
+
+
+@main.command()
+@project_options
+@redis_option
+@click.argument("view_name", metavar="VIEW")
+@click.option("--entity", "-e", "entity", multiple=True, required=True,
+              help="A join key value, KEY=VALUE (repeat for composite keys).")
+@click.option("--feature", "-f", "feature_names", multiple=True, help="Only these features (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (Feast's response shape, with statuses).")
+def get(project, redis_url, view_name, entity, feature_names, as_json):
+    """Read one entity's live feature values from the online store.
+
+    \b
+    Examples:
+      fstore get user_order_features --entity user_id=42
+      fstore get user_txn_features -e user_id=7 -f txn_velocity_60s --json
+    """
+    from feature_store.online import OnlineStore, get_online_features
+
+    registry = load_registry(project, quiet=as_json)
+    view = registry.view(view_name)
+    refs = [f"{view.name}:{f}" for f in feature_names] or [view.name]
+    store = OnlineStore.for_registry(registry, url=redis_url)
+    response = get_online_features(registry, store, refs, [_parse_entity(entity)], gate="status")
+    data = response.to_dict(include_status=True)
+    if as_json:
+        _json(data)
+        return
+    table = Table("feature", "value", "status", box=None, pad_edge=False)
+    for name in response.feature_names:
+        table.add_row(name, repr(data[name][0]) if data[name][0] is not None else "-",
+                      data[f"{name}__status"][0])
+    out.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

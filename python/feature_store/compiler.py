@@ -1,0 +1,119 @@
+"""Runs dbt for the Python layer: ``dbt parse``, and compiling our macros into SQL.
+
+The point-in-time join and the online snapshot exist once, as dbt macros. Python
+never writes that SQL itself: it asks dbt to compile a macro call (``dbt compile
+--inline``) and runs the result. Compiling costs dbt's start-up (seconds), so results
+are cached on disk per macro call and manifest, and in memory per process.
+
+dbt is imported lazily here and nowhere on the serving path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+
+from feature_store.errors import CompileError, ManifestError
+
+__all__ = ["compile_call", "parse_project"]
+
+_memo: dict[str, str] = {}
+
+
+@contextmanager
+def _in_dir(path: Path):
+    # dbt-duckdb resolves a relative database path against the working directory.
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _invoke(project_dir: Path, args: list[str], target: str | None, profiles_dir: Path | None):
+    from dbt.cli.main import dbtRunner  # heavy: only when something must be (re)compiled
+
+    cli = [*args, "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir or _profiles_dir(project_dir))]
+    if target:
+        cli += ["--target", target]
+    out = io.StringIO()
+    with _in_dir(project_dir), redirect_stdout(out):
+        result = dbtRunner().invoke(cli)
+    return result, out.getvalue()
+
+
+def _profiles_dir(project_dir: Path) -> Path:
+    if os.environ.get("DBT_PROFILES_DIR"):
+        return Path(os.environ["DBT_PROFILES_DIR"])
+    return project_dir if (project_dir / "profiles.yml").exists() else Path.home() / ".dbt"
+
+
+def parse_project(project_dir: str | os.PathLike, target: str | None = None,
+                  profiles_dir: str | os.PathLike | None = None) -> None:
+    """Run ``dbt parse`` so that ``target/manifest.json`` exists and is current."""
+    result, output = _invoke(Path(project_dir).resolve(), ["parse", "--log-level", "none"], target,
+                             Path(profiles_dir) if profiles_dir else None)
+    if not result.success:
+        raise ManifestError(f"`dbt parse` failed in {project_dir}: {result.exception or output.strip()}")
+
+
+def compile_call(registry, call: str) -> str:
+    """Compile one Jinja macro call (e.g. ``{{ feature_store.point_in_time_join(...) }}``) to SQL.
+
+    Cached by (manifest file, target, call): a new ``dbt parse``/``build`` invalidates it.
+    """
+    key_src = b"\0".join([_manifest_digest(registry.manifest_path), registry.target.name.encode(), call.encode()])
+    key = hashlib.sha256(key_src).hexdigest()[:32]
+    if key in _memo:
+        return _memo[key]
+    cache_dir = registry.manifest_path.parent / "feature_store" / "compiled"
+    cache_file = cache_dir / f"{key}.sql"
+    if cache_file.exists():
+        sql = cache_file.read_text()
+    else:
+        sql = _compile_with_dbt(registry, call)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(sql)
+        tmp.replace(cache_file)  # atomic: a concurrent reader sees all of it or nothing
+    _memo[key] = sql
+    return sql
+
+
+def _manifest_digest(path: Path) -> bytes:
+    st = path.stat()
+    # Size + mtime identify a manifest version without hashing megabytes on every call.
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()
+
+
+def _compile_with_dbt(registry, call: str) -> str:
+    # A separate target path: our compiles must not rewrite the manifest the registry reads,
+    # and --no-populate-cache keeps dbt from opening the warehouse (a running `dbt build`
+    # holds DuckDB's write lock).
+    target_path = registry.manifest_path.parent / "feature_store" / "dbt"
+    result, output = _invoke(
+        registry.project_dir,
+        ["compile", "--inline", call, "--log-level", "none", "--no-populate-cache", "--no-write-json",
+         "--target-path", str(target_path)],
+        registry.target.name,
+        None,
+    )
+    if not result.success or not result.result or not result.result.results:
+        detail = _error_text(result.exception) or output.strip() or "no detail from dbt"
+        raise CompileError(f"dbt could not compile {call}: {detail}")
+    return result.result.results[0].node.compiled_code
+
+
+def _error_text(exc) -> str:
+    """The innermost message of a dbt exception chain (our macros' raise_compiler_error text)."""
+    messages = []
+    while exc is not None:
+        text = str(getattr(exc, "msg", "") or exc).strip()
+        if text:
+            messages.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return messages[-1] if messages else ""

@@ -1,0 +1,111 @@
+"""``FeatureStore``: the one object an ML engineer needs, wiring registry, offline and online.
+
+Offline and sync code is imported on first use, so a service that only serves online
+features loads the manifest and redis-py, never dbt.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from feature_store.registry import FeatureView, Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from feature_store.materialize import SyncReport
+    from feature_store.offline import RetrievalJob
+    from feature_store.online import OnlineResponse, OnlineStore
+
+
+class FeatureStore:
+    """A dbt project's features, offline (training sets) and online (Redis).
+
+    ``project_dir`` is the dbt project; ``target`` the dbt target (default: the
+    profile's); ``redis_url`` defaults to ``$FEATURE_STORE_REDIS_URL``.
+    """
+
+    def __init__(
+        self,
+        project_dir: str | os.PathLike = ".",
+        *,
+        target: str | None = None,
+        profiles_dir: str | os.PathLike | None = None,
+        redis_url: str | None = None,
+        duckdb_config: dict | None = None,
+    ):
+        self.project_dir = Path(project_dir).resolve()
+        self.target = target
+        self.profiles_dir = profiles_dir
+        self.redis_url = redis_url
+        self.duckdb_config = duckdb_config
+        self._registry: Registry | None = None
+        self._registry_stamp: tuple | None = None
+        self._online: OnlineStore | None = None
+
+    @property
+    def registry(self) -> Registry:
+        """The registry, re-read whenever ``dbt parse``/``build`` rewrote the manifest."""
+        stamp = None
+        if self._registry is not None:
+            try:
+                st = self._registry.manifest_path.stat()
+                stamp = (st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                stamp = None
+        if self._registry is None or stamp != self._registry_stamp:
+            self._registry = Registry.load(self.project_dir, target=self.target, profiles_dir=self.profiles_dir,
+                                           strict=True)
+            st = self._registry.manifest_path.stat()
+            self._registry_stamp = (st.st_mtime_ns, st.st_size)
+        return self._registry
+
+    def list_feature_views(self) -> list[FeatureView]:
+        """Every feature view, sorted by name."""
+        return sorted(self.registry.views.values(), key=lambda v: v.name)
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        """One feature view; :class:`~feature_store.errors.UnknownFeatureView` with a did-you-mean otherwise."""
+        return self.registry.view(name)
+
+    def get_historical_features(
+        self,
+        entity_df: Any,
+        features: Iterable[str],
+        timestamp_column: str = "event_timestamp",
+        full_feature_names: bool = False,
+        ttl_override: Any = None,
+        as_of_created: bool = False,
+    ) -> "RetrievalJob":
+        """A point-in-time-correct training set: see :func:`feature_store.offline.get_historical_features`."""
+        from feature_store.offline import get_historical_features
+
+        return get_historical_features(
+            self.registry, entity_df, features, timestamp_column=timestamp_column,
+            full_feature_names=full_feature_names, ttl_override=ttl_override, as_of_created=as_of_created,
+            duckdb_config=self.duckdb_config,
+        )
+
+    @property
+    def online_store(self) -> "OnlineStore":
+        """The Redis online store for this project and target."""
+        if self._online is None:
+            from feature_store.online import OnlineStore
+
+            self._online = OnlineStore.for_registry(self.registry, url=self.redis_url)
+        return self._online
+
+    def materialize(self, views: Iterable[str] | None = None, **kwargs: Any) -> "SyncReport":
+        """Sync the latest value per entity of the online views into Redis (``fstore sync``)."""
+        from feature_store.materialize import sync
+
+        return sync(self.registry, self.online_store, views=list(views) if views else None, **kwargs)
+
+    def get_online_features(
+        self, features: Iterable[str], entity_rows: list[dict], full_feature_names: bool = False
+    ) -> "OnlineResponse":
+        """The latest live values for ``entity_rows``, with TTLs and fallbacks applied."""
+        from feature_store.online import get_online_features
+
+        return get_online_features(self.registry, self.online_store, list(features), entity_rows,
+                                   full_feature_names=full_feature_names)

@@ -1,0 +1,107 @@
+"""Session fixtures: a real dbt build of the example project, and a real redis-server.
+
+Both are started once per test session. The project is copied into a temporary
+directory so tests never touch the checkout's DuckDB file or target/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+BIN = Path(sys.executable).parent
+
+# What a copy of the dbt project needs; everything else (python/, tests/, .venv) stays behind.
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests/dbt")
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy the example dbt project (not the Python package) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def run_dbt(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the dbt CLI of this interpreter's environment in ``project``."""
+    proc = subprocess.run(
+        [str(BIN / "dbt"), *args, "--profiles-dir", str(project)],
+        cwd=project, capture_output=True, text=True,
+        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dbt {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory) -> Path:
+    """The example project, built once per session with `dbt build` on DuckDB (read-only for tests)."""
+    project = copy_project(tmp_path_factory.mktemp("built") / "project")
+    run_dbt(project, "build")
+    return project
+
+
+@pytest.fixture
+def project_copy(tmp_path) -> Path:
+    """A fresh, unbuilt copy of the example project that a test may break."""
+    return copy_project(tmp_path / "project")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free loopback port; yields its URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is not installed; `make test` installs it (apt-get install -y redis-server)")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start within 10 s")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session Redis, emptied before the test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
