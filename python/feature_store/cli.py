@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -356,8 +357,8 @@ def redis_option(fn):
 @click.option("--view", "views", multiple=True, help="Only this view (repeatable); may name an offline view.")
 @click.option("--select", "select", default=None, help="Only views matching, e.g. tag:finance-grade.")
 @click.option("--full-refresh", is_flag=True, help="Ignore the watermarks and re-read every row.")
-@click.option("--start", default=None, help="Backfill: only rows with event time from this ISO timestamp.")
-@click.option("--end", default=None, help="Backfill: only rows with event time before this ISO timestamp.")
+@click.option("--start", default=None, help="Backfill: only rows created or changed from this ISO timestamp, in chunks.")
+@click.option("--end", default=None, help="Backfill: only rows created or changed before this ISO timestamp.")
 @click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -456,14 +457,19 @@ def get(project, redis_url, view_name, entity, feature_names, as_json):
     view = registry.view(view_name)
     refs = [f"{view.name}:{f}" for f in feature_names] or [view.name]
     store = OnlineStore.for_registry(registry, url=redis_url)
-    response = get_online_features(registry, store, refs, [_parse_entity(entity)], gate="status")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response = get_online_features(registry, store, refs, [_parse_entity(entity)], gate="status")
+    for w in caught:
+        err.print(f"[yellow]Warning:[/yellow] {w.message}", markup=True)
     data = response.to_dict(include_status=True)
     if as_json:
         _json(data)
         return
     table = Table("feature", "value", "status", box=None, pad_edge=False)
     for name in response.feature_names:
-        table.add_row(name, repr(data[name][0]) if data[name][0] is not None else "-",
+        value = data[name][0]
+        table.add_row(name, "-" if value is None else repr(value) if isinstance(value, str) else str(value),
                       data[f"{name}__status"][0])
     out.print(table)
 

@@ -118,7 +118,7 @@ class RetrievalJob:
                 con.execute(f"CREATE TEMP VIEW {SPINE} AS {self.spine}")
             query = f"SELECT * EXCLUDE ({ROW}, {TS}) FROM ({self.sql}) AS pit ORDER BY {ROW}"
             try:
-                return con.execute(query).fetch_arrow_table()
+                return con.sql(query).to_arrow_table()
             except duckdb.Error as exc:
                 raise WarehouseError(f"the training-set query failed: {exc}\n-- SQL:\n{self.sql}") from None
         finally:
@@ -293,7 +293,9 @@ def snapshot(
     changed_col = view.created_timestamp or view.timestamp
     where = [f'"{k}" IS NOT NULL' for k in view.join_keys] + [f'"{view.timestamp}" <= TIMESTAMP \'{as_of_utc}\'']
     if since is not None:
-        where.append(f'"{changed_col}" > TIMESTAMP \'{_naive_utc(since)}\'')
+        # A row known before the last sync but with an event time after it was not live then.
+        since_sql = f"TIMESTAMP '{_naive_utc(since)}'"
+        where.append(f'("{changed_col}" > {since_sql} OR "{view.timestamp}" > {since_sql})')
     spine_sql = (f"SELECT DISTINCT {keys}, TIMESTAMP '{as_of_utc}' AS {TS} "
                  f"FROM {view.relation} WHERE {' AND '.join(where)}")
     # Row ids must be unique: the join may match its per-view results back on them.
@@ -308,7 +310,7 @@ def snapshot(
         cols = ", ".join([f'"{c}"' for c in (*view.join_keys, *view.feature_names)]
                          + [f'"{view.name}__event_timestamp" AS __event_ts',
                             f'"{view.name}__created_timestamp" AS __created_ts'])
-        reader = con.execute(f"SELECT {cols} FROM ({sql}) AS pit").fetch_record_batch(batch_rows)
+        reader = con.sql(f"SELECT {cols} FROM ({sql}) AS pit").to_arrow_reader(batch_rows)
     except BaseException:
         con.close()
         raise

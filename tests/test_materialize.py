@@ -1,0 +1,266 @@
+"""The sync: which views, counts, watermarks, full refresh, backfill chunks, dry run, and kill -9.
+
+The warehouse is stood in for by ``MemorySource`` (tests/online_support.py), which returns
+the latest row per entity like ``offline.snapshot``; the real snapshot is exercised by
+tests/test_consistency.py. Redis is the session redis-server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pyarrow as pa
+import pytest
+import redis
+
+from feature_store.errors import OnlineStoreError, UnknownFeatureView
+from feature_store.materialize import select_views, sync
+from feature_store.online import OnlineStore, get_online_features
+from online_support import MemorySource, make_registry, make_tables, redis_state, utc_now
+
+pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings("ignore:feature .* is deprecated:FutureWarning")]
+
+REG = make_registry()
+ONLINE = ["all_types", "merchant_pair", "user_order_features", "user_txn_features"]
+
+
+@pytest.fixture
+def now():
+    return utc_now().replace(microsecond=0)
+
+
+@pytest.fixture
+def store(redis_url):
+    s = OnlineStore.for_registry(REG, url=redis_url)
+    yield s
+    s.close()
+
+
+def latest(source: MemorySource, view_name: str, as_of) -> list[dict]:
+    reader, _ = source(REG, view_name, as_of=as_of)
+    source.calls.pop()
+    return reader.read_all().to_pylist()
+
+
+def assert_store_matches(store, source, now):
+    """Every entity of every online view reads back as the latest row as of ``now`` (no fallbacks)."""
+    for name in ONLINE:
+        view = REG.view(name)
+        expected = latest(source, name, now)
+        entities = [{k: row[k] for k in view.join_keys} for row in expected]
+        got = get_online_features(REG, store, [name], entities, now=now, apply_fallbacks=False).to_dict()
+        for i, row in enumerate(expected):
+            for f in view.feature_names:
+                assert got[f][i] == row[f], (name, entities[i], f)
+
+
+def test_sync_writes_every_online_view_and_reports_counts(store, now):
+    source = MemorySource(REG, make_tables(now, users=120))
+    report = sync(REG, store, now=now, source=source, batch_rows=50)
+    assert list(report.views) == ONLINE  # not offline_only
+    orders = report.views["user_order_features"]
+    assert orders.rows_read == 120
+    expired = sum(r["__event_ts"] is None for r in latest(source, "user_order_features", now))
+    assert expired >= 120 // 9  # at least the users whose rows are all older than the 2d ttl
+    assert orders.expired_on_arrival == expired
+    assert orders.keys_written == 120 - expired and orders.skipped_older == 0
+    assert orders.mode == "incremental" and orders.since is None and orders.as_of == now
+    assert report.rows_read == sum(v.rows_read for v in report.views.values())
+    assert report.keys_written + report.expired_on_arrival == report.rows_read
+    client = redis.Redis.from_url(store.url)
+    assert client.dbsize() == report.keys_written + len(ONLINE)  # + one sync-state hash per view
+    assert_store_matches(store, source, now)
+    data = report.to_dict()
+    assert data["views"][2]["view"] == "user_order_features"
+    assert data["views"][2]["keys_written"] == orders.keys_written
+    assert data["total"]["keys_written"] == report.keys_written and data["sample"] == []
+
+
+def test_rerun_is_a_no_op_and_full_refresh_skips_everything_as_equal(store, now):
+    source = MemorySource(REG, make_tables(now, users=60))
+    first = sync(REG, store, now=now, source=source)
+    before = redis_state(store.url)
+    again = sync(REG, store, now=now, source=source)
+    assert again.rows_read == 0 and again.keys_written == 0  # incremental: nothing changed since the watermark
+    assert source.calls[-1][2] == now
+    full = sync(REG, store, now=now, source=source, full_refresh=True)
+    assert full.rows_read == first.rows_read and full.keys_written == 0
+    assert full.skipped_older == first.keys_written
+    assert full.views["user_txn_features"].mode == "full"
+    assert redis_state(store.url) == before
+
+
+def test_incremental_sync_reads_only_what_changed_since_the_watermark(store, now):
+    tables = make_tables(now, users=50)
+    source = MemorySource(REG, tables)
+    sync(REG, store, now=now, source=source, views=["user_txn_features"])
+    assert store.get_watermark("user_txn_features") == now
+    later = now + timedelta(minutes=5)
+    extra = [{"user_id": u, "event_ts": now + timedelta(minutes=2), "txn_velocity_60s": 40 + u, "txn_amount_10m": 1.5,
+              "txn_last_category": "new"} for u in (2, 5)]
+    tables["user_txn_features"] = pa.concat_tables(
+        [tables["user_txn_features"], pa.Table.from_pylist(extra, tables["user_txn_features"].schema)])
+    report = sync(REG, store, now=later, source=source, views=["user_txn_features"])
+    view_report = report.views["user_txn_features"]
+    assert view_report.since == now and source.calls[-1][1:] == (later, now)
+    # Users 2 and 5 changed; the future rows (every third user, at now + 1h) are still not visible.
+    assert view_report.rows_read == 2 and view_report.keys_written == 2
+    got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 2}, {"user_id": 5}],
+                              now=later)
+    assert got.to_dict()["txn_velocity_60s"] == [42, 45]
+    assert store.get_watermark("user_txn_features") == later
+
+
+def test_backfill_runs_in_chunks_with_a_checkpoint_and_resumes(store, now):
+    tables = make_tables(now, users=40)
+    source = MemorySource(REG, tables)
+    start, end = now - timedelta(hours=72), now
+    calls = []
+
+    def failing(registry, view_name, as_of, since=None, batch_rows=0):
+        calls.append((since, as_of))
+        if len(calls) == 2:
+            raise RuntimeError("warehouse went away")
+        return source(registry, view_name, as_of=as_of, since=since, batch_rows=batch_rows)
+
+    with pytest.raises(RuntimeError):
+        sync(REG, store, views=["user_order_features"], start=start, end=end, chunk="1d", now=now, source=failing)
+    label = f"{start.isoformat(sep=' ')}/{end.isoformat(sep=' ')}"
+    assert store.get_checkpoint("user_order_features", label) == start + timedelta(days=1)
+    report = sync(REG, store, views=["user_order_features"], start=start, end=end, chunk="1d", now=now,
+                  source=failing)
+    vr = report.views["user_order_features"]
+    assert vr.mode == "backfill" and vr.chunks == 2  # days 2 and 3 only
+    assert calls[2:] == [(start + timedelta(days=1), start + timedelta(days=2)), (start + timedelta(days=2), end)]
+    assert store.get_checkpoint("user_order_features", label) == end
+    assert store.get_watermark("user_order_features") is None  # a backfill leaves the incremental watermark alone
+    # Done: running it again reads nothing; the final state equals one plain sync's.
+    assert sync(REG, store, views=["user_order_features"], start=start, end=end, chunk="1d", now=now,
+                source=failing).views["user_order_features"].chunks == 0
+    clean = OnlineStore.for_registry(REG, url=store.url.rsplit("/", 1)[0] + "/1")
+    redis.Redis.from_url(clean.url).flushdb()
+    sync(REG, clean, views=["user_order_features"], now=now, source=source)
+    data = lambda url: {k: v for k, v in redis_state(url).items() if b":_sync:" not in k}  # noqa: E731
+    assert data(store.url) == data(clean.url)
+
+
+def test_dry_run_writes_nothing_and_counts_like_a_real_run(store, now):
+    source = MemorySource(REG, make_tables(now, users=30))
+    dry = sync(REG, store, now=now, source=source, dry_run=True)
+    assert redis.Redis.from_url(store.url).dbsize() == 0
+    assert dry.dry_run and dry.keys_written > 0
+    sample = dry.views["merchant_pair"].sample
+    assert 0 < len(sample) <= 5 and sample[0]["key"].startswith("fs:proj:dev:{merchant=")
+    assert dry.to_dict()["sample"][0]["view"] == "all_types"
+    real = sync(REG, store, now=now, source=source)
+    for name in ONLINE:
+        d, r = dry.views[name], real.views[name]
+        assert (d.rows_read, d.keys_written, d.expired_on_arrival) == (r.rows_read, r.keys_written, r.expired_on_arrival)
+    # A dry run against a full store says everything would be skipped.
+    again = sync(REG, store, now=now, source=source, dry_run=True, full_refresh=True)
+    assert again.keys_written == 0 and again.skipped_older == real.keys_written
+
+
+def test_progress_reports_rows_done_per_acknowledged_batch(store, now):
+    source = MemorySource(REG, make_tables(now, users=100))
+    seen = []
+    report = sync(REG, store, views=["user_txn_features"], now=now, source=source, batch_rows=30,
+                  progress=lambda view, done, total: seen.append((view, done, total)))
+    assert [s[1] for s in seen] == [30, 60, 90, 100]
+    assert all(s[0] == "user_txn_features" and s[2] is None for s in seen)
+    assert report.views["user_txn_features"].rows_read == 100
+
+
+def test_selection(now):
+    assert [v.name for v in select_views(REG)] == ONLINE
+    assert [v.name for v in select_views(REG, select="tag:finance-grade")] == ["user_order_features"]
+    assert [v.name for v in select_views(REG, views=["offline_only"])] == ["offline_only"]  # named: allowed
+    assert [v.name for v in select_views(REG, select="owner:tests@example.com merchant_pair")] == ONLINE
+    with pytest.raises(UnknownFeatureView, match="tags of online views: finance-grade"):
+        select_views(REG, select="tag:nope")
+    with pytest.raises(UnknownFeatureView, match="did you mean 'user_txn_features'"):
+        select_views(REG, views=["user_txn_feature"])
+
+
+def test_redis_down_fails_before_reading_the_warehouse(now):
+    from conftest import free_port
+
+    source = MemorySource(REG, make_tables(now, users=5))
+    down = OnlineStore(f"redis://127.0.0.1:{free_port()}/0", prefix="fs:p:t", retries=1, backoff_base=0.01)
+    with pytest.raises(OnlineStoreError, match="cannot reach Redis"):
+        sync(REG, down, now=now, source=source)
+    assert source.calls == []
+
+
+KILLABLE = """
+import sys, time
+from datetime import datetime
+sys.path.insert(0, "tests")
+from online_support import MemorySource, make_registry, make_tables
+from feature_store.materialize import sync
+from feature_store.online import OnlineStore
+
+url, now, marker = sys.argv[1], datetime.fromisoformat(sys.argv[2]), sys.argv[3]
+reg = make_registry()
+
+def progress(view, done, total):
+    with open(marker, "a") as f:
+        f.write(f"{view} {done}\\n")
+    time.sleep(0.05)
+
+sync(reg, OnlineStore.for_registry(reg, url=url), now=now, source=MemorySource(reg, make_tables(now, users=300)),
+     batch_rows=20, progress=progress)
+print("finished")
+"""
+
+
+def test_a_sync_killed_with_sigkill_and_rerun_ends_like_a_clean_run(redis_url, now, tmp_path):
+    from conftest import REPO
+
+    marker = tmp_path / "progress"
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, redis_url, now.isoformat(), str(marker)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # kill it in the middle of the second view
+        if marker.exists() and "merchant_pair" in marker.read_text():
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL and b"finished" not in out
+
+    client = redis.Redis.from_url(redis_url)
+    partial = client.dbsize()
+    assert partial > 0 and client.hget("fs:proj:dev:_sync:merchant_pair", "watermark") is None
+
+    source = MemorySource(REG, make_tables(now, users=300))
+    resumed = OnlineStore.for_registry(REG, url=redis_url)
+    sync(REG, resumed, now=now, source=source)
+    clean_url = redis_url.rsplit("/", 1)[0] + "/2"
+    redis.Redis.from_url(clean_url).flushdb()
+    sync(REG, OnlineStore.for_registry(REG, url=clean_url), now=now, source=source)
+    state = redis_state(redis_url)
+    assert len(state) > partial
+    assert state == redis_state(clean_url)
+
+
+def test_a_dropped_connection_mid_sync_is_retried_and_the_result_is_complete(store, now):
+    source = MemorySource(REG, make_tables(now, users=100))
+    admin = redis.Redis.from_url(store.url)
+    kills = []
+
+    def progress(view, done, total):
+        if len(kills) < 3:  # drop every client connection (the writer's too) after some batches
+            kills.append(admin.client_kill_filter(_type="normal", skipme=True))
+
+    report = sync(REG, store, now=now, source=source, batch_rows=20, progress=progress)
+    assert sum(kills) >= 1
+    # A resent batch counts its rows that had landed before the drop as skipped.
+    assert report.keys_written + report.skipped_older + report.expired_on_arrival == report.rows_read
+    assert_store_matches(store, source, now)
