@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -21,6 +22,11 @@ from feature_store.errors import EntityDataFrameError, WarehouseError
 from feature_store.registry import Feature, Registry, format_duration
 
 __all__ = ["RetrievalJob", "connect", "get_historical_features", "null_rates", "output_names", "snapshot"]
+
+# Large spines spill to disk instead of growing without bound: at 1M users x 5M spine rows
+# this keeps the process under 2 GiB (bench/historical.py). Raise it on bigger machines
+# with FeatureStore(duckdb_config={"memory_limit": "8GB"}).
+DEFAULT_DUCKDB_CONFIG = {"memory_limit": "1200MB"}
 
 SPINE = "__fs_spine"
 ROW = "__fs_row"
@@ -37,7 +43,7 @@ def connect(registry: Registry, config: dict | None = None) -> duckdb.DuckDBPyCo
     if not path.exists():
         raise WarehouseError(f"warehouse file {path} does not exist; run `dbt build` first")
     try:
-        con = duckdb.connect(str(path), read_only=True, config=dict(config or {}))
+        con = duckdb.connect(str(path), read_only=True, config={**DEFAULT_DUCKDB_CONFIG, **(config or {})})
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise WarehouseError(
@@ -209,7 +215,7 @@ def _arrow_spine(entity_df, timestamp_column: str) -> pa.Table:
             f"timestamp column {timestamp_column!r} is not in the entity dataframe (columns: "
             f"{', '.join(table.column_names)}); pass timestamp_column=")
     ts = _utc_naive(table.column(timestamp_column), timestamp_column)
-    table = table.append_column(ROW, pa.array(range(table.num_rows), pa.int64()))
+    table = table.append_column(ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     return table.append_column(TS, ts)
 
 

@@ -1,0 +1,136 @@
+{#-
+  Private helpers of point_in_time_join: the SQL around the per-view CTEs, shared by
+  every engine variant.
+
+  Shape of every plan:
+
+    with __fs_input as (select *[, row_number() over () as spine_row_number] from <spine>),
+         __fs_v1 as (<one row per distinct (keys, t) of the spine: the chosen feature row>),
+         ...
+    select __fs_input.*, __fs_v1.<feature> as <name>, ...
+    from __fs_input
+    left join __fs_v1 on __fs_v1.<keys> = __fs_input.<keys> and __fs_v1.__fs_t = __fs_input.<t>
+    ...
+
+  Each view's result is a function of (keys, t) alone, so joining it back on
+  (keys, t) rather than on a row number stays right even when an engine evaluates
+  the spine CTE once per reference and numbers its rows differently each time
+  (BigQuery runs a non-recursive CTE once per reference,
+  https://cloud.google.com/bigquery/docs/reference/standard-sql/query-syntax#with_clause ;
+  `row_number() over ()` has no defined order).
+  The equality join also makes NULL keys and NULL times match nothing, and keeps
+  duplicate spine rows duplicates.
+
+  The CTE is called __fs_input so that it never shadows the relation it reads (the
+  Python API registers its spine as __fs_spine).
+-#}
+
+{#- "<alias>.<col> = <alias>.<col> and ..." for the view's join keys. -#}
+{% macro _pit_key_match(view, left, right) %}
+  {%- set parts = [] -%}
+  {%- for key in view['keys'] -%}
+    {%- do parts.append(left ~ '.' ~ key ~ ' = ' ~ right ~ '.' ~ key) -%}
+  {%- endfor -%}
+  {{ return(parts | join(' and ')) }}
+{% endmacro %}
+
+
+{#- t - ttl as SQL, or none when the view has no ttl. -#}
+{% macro _pit_ttl_floor(view, t_expr) %}
+  {%- if view['ttl_seconds'] is none -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {{ return(dbt.dateadd('second', -view['ttl_seconds'], t_expr) | trim) }}
+{% endmacro %}
+
+
+{#- Join conditions of a range join of spine alias `q` to view alias `f`: keys equal,
+    e <= t, e >= t - ttl (inclusive; when the view has a ttl), and with as_of_created
+    the row was created by t (rows without a created time count as known). -#}
+{% macro _pit_range_conditions(view, as_of_created) %}
+  {%- set conds = [feature_store._pit_key_match(view, 'f', 'q'), 'f.' ~ view['ts'] ~ ' <= q.__fs_t'] -%}
+  {%- set floor = feature_store._pit_ttl_floor(view, 'q.__fs_t') -%}
+  {%- if floor is not none -%}
+    {%- do conds.append('f.' ~ view['ts'] ~ ' >= ' ~ floor) -%}
+  {%- endif -%}
+  {%- if as_of_created and view['created'] -%}
+    {%- do conds.append('(f.' ~ view['created'] ~ ' is null or f.' ~ view['created'] ~ ' <= q.__fs_t)') -%}
+  {%- endif -%}
+  {{ return(conds | join('\n            and ')) }}
+{% endmacro %}
+
+
+{#- Newest event time first; among equal ones the newest created time (NULL last). -#}
+{% macro _pit_newest_first(view) %}
+  {%- set order = 'f.' ~ view['ts'] ~ ' desc' -%}
+  {%- if view['created'] -%}
+    {%- set order = order ~ ', f.' ~ view['created'] ~ ' desc nulls last' -%}
+  {%- endif -%}
+  {{ return(order) }}
+{% endmacro %}
+
+
+{#- The select list of a per-view CTE over spine alias `q` and view alias `f`. -#}
+{% macro _pit_view_columns(view, q='q', f='f') %}
+  {%- set cols = [] -%}
+  {%- for key in view['keys'] -%}
+    {%- do cols.append(q ~ '.' ~ key) -%}
+  {%- endfor -%}
+  {%- do cols.append(q ~ '.__fs_t') -%}
+  {%- for feature in view['features'] -%}
+    {%- do cols.append(f ~ '.' ~ feature) -%}
+  {%- endfor -%}
+  {%- do cols.append(f ~ '.' ~ view['ts'] ~ ' as __fs_e') -%}
+  {%- if view['created'] -%}
+    {%- do cols.append(f ~ '.' ~ view['created'] ~ ' as __fs_c') -%}
+  {%- else -%}
+    {%- do cols.append('cast(null as ' ~ dbt.type_timestamp() ~ ') as __fs_c') -%}
+  {%- endif -%}
+  {{ return(cols | join(',\n            ')) }}
+{% endmacro %}
+
+
+{#- The spine's query points: (keys, t) of every spine row, renamed t -> __fs_t. -#}
+{% macro _pit_points(plan, view, distinct=false) %}
+  {%- set cols = view['keys'] | list -%}
+  {%- set not_null = [] -%}
+  {%- for key in view['keys'] -%}
+    {%- do not_null.append(key ~ ' is not null') -%}
+  {%- endfor -%}
+  {%- do not_null.append(plan['timestamp'] ~ ' is not null') -%}
+  (select {{ 'distinct ' if distinct }}{{ cols | join(', ') }}, {{ plan['timestamp'] }} as __fs_t
+            from __fs_input where {{ not_null | join(' and ') }})
+{%- endmacro %}
+
+
+{#- The whole query, given the rendered per-view CTE bodies (one per plan view).
+    spine_hint goes between `as` and the spine CTE's body (e.g. `not materialized`). -#}
+{% macro _pit_assemble(plan, view_sql, spine_hint='') %}
+with __fs_input as {{ spine_hint ~ ' ' if spine_hint }}(
+    select *{% if plan['add_row_id'] %}, row_number() over () as {{ plan['row_id'] }}{% endif %}
+    from {{ plan['spine_sql'] }} as __fs_s
+)
+{%- for view in plan['views'] %},
+{{ view['cte'] }} as (
+    -- {{ view['name'] }}
+    {{ view_sql[loop.index0] }}
+)
+{%- endfor %}
+select
+    __fs_input.*
+{%- for out in plan['outputs'] %},
+    {{ plan['views'][out['view']]['cte'] }}.{{ out['feature'] }} as {{ out['name'] }}
+{%- endfor %}
+{%- if plan['include_timestamps'] %}
+{%- for view in plan['views'] %},
+    {{ view['cte'] }}.__fs_e as {{ view['name'] }}__event_timestamp,
+    {{ view['cte'] }}.__fs_c as {{ view['name'] }}__created_timestamp
+{%- endfor %}
+{%- endif %}
+from __fs_input
+{%- for view in plan['views'] %}
+left join {{ view['cte'] }}
+    on {{ feature_store._pit_key_match(view, view['cte'], '__fs_input') }}
+    and {{ view['cte'] }}.__fs_t = __fs_input.{{ plan['timestamp'] }}
+{%- endfor %}
+{% endmacro %}
