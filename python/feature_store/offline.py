@@ -19,9 +19,9 @@ import pyarrow as pa
 
 from feature_store.compiler import compile_call
 from feature_store.errors import EntityDataFrameError, WarehouseError
-from feature_store.registry import Feature, Registry, format_duration
+from feature_store.registry import Feature, Registry, format_duration, output_names
 
-__all__ = ["RetrievalJob", "connect", "get_historical_features", "null_rates", "output_names", "snapshot"]
+__all__ = ["RetrievalJob", "connect", "get_historical_features", "null_rates", "snapshot"]
 
 # Large spines spill to disk instead of growing without bound: at 1M users x 5M spine rows
 # this keeps the process under 2 GiB (bench/historical.py). Raise it on bigger machines
@@ -75,11 +75,6 @@ def macro_call(name: str, **kwargs: Any) -> str:
     """``{{ feature_store.<name>(k=v, ...) }}`` with the values as Jinja literals."""
     args = ", ".join(f"{k}={_jinja(v)}" for k, v in kwargs.items())
     return f"{{{{ feature_store.{name}({args}) }}}}"
-
-
-def output_names(features: list[Feature], full_feature_names: bool) -> list[str]:
-    """The column name each feature gets in a training set (``view__feature`` when full)."""
-    return [f"{f.view}__{f.name}" if full_feature_names else f.name for f in features]
 
 
 def _normalize_ttl_override(registry: Registry, ttl_override) -> Any:
@@ -153,7 +148,6 @@ def get_historical_features(
     if not feats:
         raise EntityDataFrameError("no features requested; pass features=['view:feature', ...] or a view name")
     names = output_names(feats, full_feature_names)
-    _check_names(feats, names)
     ttl_override = _normalize_ttl_override(registry, ttl_override)
 
     if isinstance(entity_df, str):
@@ -169,16 +163,6 @@ def get_historical_features(
         ttl_override=ttl_override, as_of_created=as_of_created, row_id=ROW,
     ))
     return RetrievalJob(registry, sql, spine, feats, columns + names, duckdb_config)
-
-
-def _check_names(feats: list[Feature], names: list[str]) -> None:
-    seen: dict[str, Feature] = {}
-    for f, name in zip(feats, names):
-        if name in seen:
-            raise EntityDataFrameError(
-                f"features {seen[name].ref} and {f.ref} would both be named {name!r}; "
-                "pass full_feature_names=True (columns become view__feature) or request only one")
-        seen[name] = f
 
 
 def _check_spine_columns(registry: Registry, feats: list[Feature], columns: list[str], names: list[str],

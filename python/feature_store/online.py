@@ -33,7 +33,7 @@ from redis.retry import Retry
 
 from feature_store import codec
 from feature_store.errors import EntityDataFrameError, FeatureMissing, OnlineStoreError
-from feature_store.registry import Fallback, Feature, FeatureView, Registry, format_duration, type_kind
+from feature_store.registry import Fallback, Feature, FeatureView, Registry, format_duration, output_names, type_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -317,16 +317,10 @@ def _build_plan(registry: Registry, refs: tuple[str, ...], full_feature_names: b
     features = registry.resolve(refs)
     if not features:
         raise EntityDataFrameError("no features requested; pass features=['view:feature', ...] or a view name")
-    names = [f"{f.view}__{f.name}" if full_feature_names else f.name for f in features]
-    seen: dict[str, Feature] = {}
-    for f, name in zip(features, names):
-        if name in seen:
-            raise EntityDataFrameError(
-                f"features {seen[name].ref} and {f.ref} would both be named {name!r}; "
-                "pass full_feature_names=True (names become view__feature) or request only one")
+    names = output_names(features, full_feature_names)
+    for f in features:
         if f.name in codec.RESERVED_FIELDS:
             raise EntityDataFrameError(f"feature {f.ref} uses the reserved name {f.name!r}; rename the column")
-        seen[name] = f
     by_view: dict[str, list[int]] = {}
     for i, f in enumerate(features):
         by_view.setdefault(f.view, []).append(i)

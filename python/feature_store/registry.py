@@ -24,6 +24,7 @@ import yaml
 
 from feature_store.errors import (
     DefinitionError,
+    EntityDataFrameError,
     ManifestError,
     ManifestMissing,
     UnknownFeature,
@@ -37,6 +38,7 @@ __all__ = [
     "FeatureView",
     "Problem",
     "Registry",
+    "output_names",
     "parse_duration",
     "type_kind",
 ]
@@ -210,6 +212,22 @@ class FeatureView:
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+
+def output_names(features: list[Feature], full_feature_names: bool) -> list[str]:
+    """The name each feature gets in a result (``view__feature`` when full), offline and online alike.
+
+    Raises :class:`EntityDataFrameError` when two features would get the same name.
+    """
+    names = [f"{f.view}__{f.name}" if full_feature_names else f.name for f in features]
+    seen: dict[str, Feature] = {}
+    for f, name in zip(features, names):
+        if name in seen:
+            raise EntityDataFrameError(
+                f"features {seen[name].ref} and {f.ref} would both be named {name!r}; "
+                "pass full_feature_names=True (names become view__feature) or request only one")
+        seen[name] = f
+    return names
 
 
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
