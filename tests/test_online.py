@@ -368,6 +368,21 @@ def test_entity_rows_are_checked(loaded):
     assert get_online_features(REG, store, ["user_order_features"], []).to_dict()["user_7d_orders"] == []
 
 
+def test_null_keys_never_match(loaded):
+    store, _ = loaded
+    got = get_online_features(REG, store, ["user_order_features:user_7d_orders", "user_order_features:user_avg_amount"],
+                              [{"user_id": None}, {"user_id": 1}]).to_dict(include_status=True)
+    assert got["user_avg_amount__status"] == ["NOT_FOUND", "PRESENT"]
+    assert got["user_7d_orders"] == [0, 5] and got["user_7d_orders__status"] == ["IMPUTED", "PRESENT"]
+
+
+def test_a_date_feature_returned_as_a_timestamp_is_stored_as_a_date():
+    column = pa.array([datetime(2025, 11, 3), None], pa.timestamp("us"))
+    stored = codec.encode_column("date", column).to_pylist()
+    assert stored == ["2025-11-03", None]
+    assert codec.decoder("date")(stored[0].encode()) == date(2025, 11, 3)
+
+
 def test_same_feature_name_in_two_views_needs_full_feature_names(store):
     from pathlib import Path
 

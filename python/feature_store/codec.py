@@ -239,15 +239,16 @@ def encode_column(kind: str | None, column: "pa.Array") -> "pa.Array":
     import pyarrow.compute as pc
 
     typ = column.type
-    if kind == "timestamp" or pa.types.is_timestamp(typ):
+    if kind == "date" and pa.types.is_timestamp(typ):
+        # Checked first: a date feature the warehouse returns as a timestamp is stored as a date.
+        column = pc.cast(column, pa.date32())
+    elif kind == "timestamp" or pa.types.is_timestamp(typ):
         if pa.types.is_date(typ):
             column = pc.cast(column, pa.timestamp("us"))
         elif typ.tz is not None:
             column = pc.cast(column, pa.timestamp("us", "UTC"), safe=False)
         elif typ.unit != "us":
             column = pc.cast(column, pa.timestamp("us"), safe=False)
-    elif kind == "date" and pa.types.is_timestamp(typ):
-        column = pc.cast(column, pa.date32())
     elif kind == "int" and (pa.types.is_floating(typ) or pa.types.is_decimal(typ)):
         column = pc.cast(column, pa.int64())
     elif kind == "float" and typ != pa.float64():

@@ -368,6 +368,10 @@ def _now_us(now: datetime | None) -> int:
     return codec.micros(now)
 
 
+# Sync keys always hold `name=value` inside the tag, so this one is never written.
+NULL_KEY_TAG = "{}"
+
+
 def get_online_features(
     registry: Registry,
     store: OnlineStore,
@@ -401,7 +405,9 @@ def get_online_features(
         vt = tags.get(vp.join_keys)
         if vt is None:
             try:
-                vt = list(map(vp.tag, entity_rows))
+                # NULL keys never match (as offline): such a row reads a key no sync writes.
+                vt = [NULL_KEY_TAG if any(row.get(k, 0) is None for k in vp.join_keys) else vp.tag(row)
+                      for row in entity_rows]
             except KeyError as exc:
                 raise EntityDataFrameError(
                     f"an entity row lacks join key {exc.args[0]!r}, which feature view {vp.view.name} needs "
