@@ -72,7 +72,10 @@ def test_online_reads_equal_the_point_in_time_join_at_sync_time(built_project, r
     assert {v.name for v in online_views} >= {"user_order_features", "user_txn_features"}
 
     T = datetime.now(timezone.utc).replace(tzinfo=None)
-    report = sync(registry, store, now=T)
+    seen: dict[str, tuple[int, int | None]] = {}
+    report = sync(registry, store, now=T, progress=lambda view, done, total: seen.__setitem__(view, (done, total)))
+    # The progress callback knows each view's total up front (for the ETA) and ends on it.
+    assert seen == {v: (r.rows_read, r.rows_read) for v, r in report.views.items()}
     wall_after = datetime.now(timezone.utc).replace(tzinfo=None)
     assert report.keys_written > 0
     later = T + timedelta(hours=3)  # no new rows: every 10m value has aged out, the 2d ones have not

@@ -249,6 +249,7 @@ class _Opened:
     def __init__(self, registry, job: _Job, source: Source, batch_rows: int):
         self.reader, self.connection = source(registry, job.view.name, as_of=job.as_of, since=job.since,
                                               batch_rows=batch_rows)
+        self.total = getattr(self.reader, "total_rows", None)  # None: the source cannot tell
         try:
             self.batches = iter(self.reader)
             self.first = next(self.batches, None)
@@ -271,6 +272,7 @@ def _run(registry, store, jobs: list[_Job], source: Source, *, dry_run, progress
             began = time.perf_counter()
             current, opened = opened or _Opened(registry, job, source, batch_rows), None
             vr = job.report
+            total = None if current.total is None else done.get(vr.view, 0) + current.total
             failed_next: BaseException | None = None
             try:
                 with store.writer(job.view, dry_run=dry_run) as writer:
@@ -279,7 +281,7 @@ def _run(registry, store, jobs: list[_Job], source: Source, *, dry_run, progress
                         if dry_run and len(vr.sample) < SAMPLE_ROWS:
                             vr.sample += _sample(store, job.view, batch, SAMPLE_ROWS - len(vr.sample))
                         writer.submit(batch)
-                        _acknowledge(writer, vr, progress, done)
+                        _acknowledge(writer, vr, progress, done, total)
                     # Everything is read: let the warehouse compute the next snapshot while Redis
                     # works through the rest of this one.
                     if i + 1 < len(jobs):
@@ -287,7 +289,7 @@ def _run(registry, store, jobs: list[_Job], source: Source, *, dry_run, progress
                             opened = _Opened(registry, jobs[i + 1], source, batch_rows)
                         except Exception as exc:  # finish this job's bookkeeping first
                             failed_next = exc
-                _acknowledge(writer, vr, progress, done)
+                _acknowledge(writer, vr, progress, done, total)
             finally:
                 current.connection.close()
             vr.chunks += 1
@@ -306,12 +308,13 @@ def _run(registry, store, jobs: list[_Job], source: Source, *, dry_run, progress
             opened.connection.close()
 
 
-def _acknowledge(writer, vr: ViewReport, progress: Progress | None, done: dict[str, int]) -> None:
+def _acknowledge(writer, vr: ViewReport, progress: Progress | None, done: dict[str, int],
+                 total: int | None) -> None:
     for result in writer.acknowledged():
         vr._add(result)
         done[vr.view] = done.get(vr.view, 0) + result.rows
         if progress is not None:
-            progress(vr.view, done[vr.view], None)
+            progress(vr.view, done[vr.view], total)
 
 
 def _sample(store: OnlineStore, view: FeatureView, batch, limit: int) -> list[dict]:

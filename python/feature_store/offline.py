@@ -268,7 +268,7 @@ def snapshot(
     since: datetime | None = None,
     batch_rows: int = 50_000,
     duckdb_config: dict | None = None,
-) -> tuple[pa.RecordBatchReader, duckdb.DuckDBPyConnection]:
+) -> tuple["SnapshotReader", duckdb.DuckDBPyConnection]:
     """The latest row per entity of ``view_name`` as of ``as_of``: what the online store holds.
 
     Computed by the same point-in-time macro, with a spine of the view's entity keys at
@@ -300,11 +300,27 @@ def snapshot(
         cols = ", ".join([f'"{c}"' for c in (*view.join_keys, *view.feature_names)]
                          + [f'"{view.name}__event_timestamp" AS __event_ts',
                             f'"{view.name}__created_timestamp" AS __created_ts'])
-        reader = con.sql(f"SELECT {cols} FROM ({sql}) AS pit").to_arrow_reader(batch_rows)
+        # Counted before streaming (one connection runs one query at a time): the sync's ETA.
+        total = con.execute(f"SELECT count(*) FROM {SPINE}").fetchall()[0][0]
+        reader = SnapshotReader(con.sql(f"SELECT {cols} FROM ({sql}) AS pit").to_arrow_reader(batch_rows), total)
     except BaseException:
         con.close()
         raise
     return reader, con
+
+
+class SnapshotReader:
+    """Arrow record batches of a snapshot, and how many rows they will hold in all."""
+
+    def __init__(self, reader: pa.RecordBatchReader, total_rows: int):
+        self.reader = reader
+        self.total_rows = total_rows
+
+    def __iter__(self):
+        return iter(self.reader)
+
+    def __getattr__(self, name: str):  # read_all(), schema, ...: the Arrow reader's own API
+        return getattr(self.reader, name)
 
 
 def _naive_utc(value: datetime) -> str:
