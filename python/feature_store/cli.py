@@ -387,12 +387,17 @@ def sync(project, redis_url, views, select, full_refresh, start, end, dry_run, q
                         disable=not show)
     tasks: dict[str, Any] = {}
     started: dict[str, float] = {}
+    # A view's first callback comes after its first batch is written: its clock starts
+    # when the previous view's last callback (or the sync) did.
+    last_event = [time.perf_counter()]
 
     def on_progress(view: str, done: int, total: int | None) -> None:
+        now = time.perf_counter()
         if view not in tasks:
             tasks[view] = progress.add_task(view, total=total, rate=0.0)
-            started[view] = time.perf_counter()
-        elapsed = max(time.perf_counter() - started[view], 1e-9)
+            started[view] = last_event[0]
+        last_event[0] = now
+        elapsed = max(now - started[view], 1e-9)
         progress.update(tasks[view], completed=done, total=total, rate=done / elapsed)
 
     with progress:
