@@ -68,29 +68,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    """A real redis-server on a free loopback port; yields its URL."""
+def start_redis(workdir: Path, *args: str) -> tuple[subprocess.Popen, int]:
+    """A real redis-server on a free loopback port (extra ``args`` appended), once it accepts connections."""
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.fail("redis-server is not installed; `make test` installs it (apt-get install -y redis-server)")
     port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
+         "--dir", str(workdir), *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return proc, port
         except OSError:
             time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("redis-server did not start within 10 s")
+    proc.kill()
+    pytest.fail("redis-server did not start within 10 s")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """The session's redis-server; yields its URL."""
+    proc, port = start_redis(tmp_path_factory.mktemp("redis"))
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)

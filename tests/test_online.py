@@ -444,24 +444,10 @@ def test_the_serving_path_imports_no_dbt_duckdb_or_offline_store():
 
 
 def test_password_urls_work_and_a_wrong_password_is_a_clear_error(tmp_path):
-    import shutil
-    import socket
+    from conftest import start_redis
 
-    from conftest import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--requirepass", "s3cret", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, port = start_redis(tmp_path, "--requirepass", "s3cret")
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.02)
         good = OnlineStore.for_registry(REG, url=f"redis://:s3cret@127.0.0.1:{port}/0")
         good.write(REG.view("user_txn_features"),
                    rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": utc_now()}], TXN_TYPES))

@@ -325,7 +325,6 @@ class Registry:
         manifest_path: Path,
         target: Target,
         adapter_type: str | None = None,
-        manifest_checksum: str = "",
     ):
         self.project_name = project_name
         self.entities = entities
@@ -335,7 +334,6 @@ class Registry:
         self.manifest_path = manifest_path
         self.target = target
         self.adapter_type = adapter_type
-        self.manifest_checksum = manifest_checksum
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -442,7 +440,6 @@ class Registry:
             manifest_path=manifest_path,
             target=target or Target("dev", metadata.get("adapter_type", "unknown"), None),
             adapter_type=metadata.get("adapter_type"),
-            manifest_checksum=str(metadata.get("invocation_id", "")) + str(metadata.get("generated_at", "")),
         )
 
     # -- queries ----------------------------------------------------------------------------
