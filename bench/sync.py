@@ -2,15 +2,19 @@
 
 Builds a throwaway dbt project in a temp dir (our macros, plus two online feature views
 of three features each, generated in DuckDB: --users users x --days daily rows per view),
-runs ``dbt build`` once (not timed), then times, into an empty Redis:
+runs ``dbt build`` once (not timed), then times, each into a fresh redis-server (or the
+emptied db of --redis-url):
 
-* ``sync`` (full refresh, never-regress rule on), --repeat times into an emptied Redis:
+* ``sync`` (full refresh, never-regress rule on), --repeat times:
   point-in-time snapshot in DuckDB, Arrow batches, vectorised encoding, the Lua
-  compare-and-set; entity-view rows written per second end to end (best and all runs:
-  this VM's speed drifts by ~1.5x between runs), and the peak RSS of this process;
+  compare-and-set writing each newer row as one ``RESTORE`` of a hash; entity-view rows
+  written per second end to end (best and all runs: this VM's speed drifts by ~1.5x
+  between runs), the CPU redis-server and this process spent per row, and the peak RSS
+  of this process;
+* the same once, writing with ``HSET`` + ``PEXPIREAT`` (what servers before 7.0 get);
 * the same sync again: every row read and skipped as equal (the re-run / backfill case);
 * the floor: a bare redis-py ``pipeline(transaction=False)`` of ``HSET``s of the same keys
-  and values (same snapshot batches; only the Redis calls are timed), into another db;
+  and values (same snapshot batches; only the Redis calls are timed);
 
 and prints the ratio. Target: >= 150k rows/s with memory flat as --users grows.
 
@@ -160,16 +164,15 @@ class PeakRSS:
 
 
 def bare_hset(registry: Registry, url: str, now) -> tuple[int, float]:
-    """Pipelined HSET of the same keys and values, db 1; returns (rows, seconds in Redis calls)."""
+    """Pipelined HSET of the same keys and values; returns (rows, seconds in Redis calls)."""
     import redis
 
     from feature_store import codec
     from feature_store.writer import write_fields
 
-    db1 = url.rsplit("/", 1)[0] + "/1"
-    client = redis.Redis.from_url(db1)
+    client = redis.Redis.from_url(url)
     client.flushdb()
-    store = OnlineStore.for_registry(registry, url=db1)
+    store = OnlineStore.for_registry(registry, url=url)
     rows, seconds = 0, 0.0
     for view in (v for v in registry.views.values() if v.online):
         reader, con = offline.snapshot(registry, view.name, as_of=now)
@@ -204,9 +207,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=3, help="history rows per user per view")
-    parser.add_argument("--batch-rows", type=int, default=50_000)
+    parser.add_argument("--batch-rows", type=int, default=None, help="rows per Arrow batch (default: the sync's)")
     parser.add_argument("--repeat", type=int, default=3, help="timed syncs into an emptied Redis; the best is kept")
-    parser.add_argument("--redis-url", default=None, help="a scratch Redis (db 0 and 1 are flushed); default: start one")
+    parser.add_argument("--redis-url", default=None, help="a scratch Redis db (flushed); default: start one per run")
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare redis-py HSET floor")
     args = parser.parse_args()
 
@@ -226,58 +229,66 @@ def main() -> None:
             reader.read_all()
             con.close()
 
-        with redis_server(args.redis_url) as (url, redis_pid):
-            store = OnlineStore.for_registry(registry, url=url)
+        batching = {} if args.batch_rows is None else {"batch_rows": args.batch_rows}
+        me = psutil.Process()
+        keys = 2 * args.users
+
+        def timed_sync(url: str, redis_pid: int | None, restore: bool):
+            """One full sync into an empty db: (report, rows/s, redis-server CPU s, this process's CPU s)."""
+            store = OnlineStore.for_registry(registry, url=url, restore=restore)
             store.client.flushdb()
-            redis_proc = psutil.Process(redis_pid) if redis_pid else None
-
-            rates: list[float] = []
-            busy: list[tuple[float, float]] = []  # (redis-server CPU seconds, sync seconds) per run
-            with PeakRSS() as mem:
-                for rep in range(args.repeat):
-                    # A fresh key prefix per run rather than FLUSHDB: freeing 200k+ keys makes the
-                    # allocator purge pages in the background, which slows the next run down.
-                    store = OnlineStore(url, prefix=f"fs:bench:run{rep}")
-                    cpu0 = sum(redis_proc.cpu_times()[:2]) if redis_proc else 0.0
-                    first = sync(registry, store, now=now, full_refresh=True, batch_rows=args.batch_rows)
-                    assert first.keys_written == 2 * args.users, first.keys_written
-                    rates.append(first.keys_written / first.seconds)
-                    if redis_proc:
-                        busy.append((sum(redis_proc.cpu_times()[:2]) - cpu0, first.seconds))
-                    if rep + 1 < args.repeat:
-                        store.close()
-                again = sync(registry, store, now=now, full_refresh=True, batch_rows=args.batch_rows)
-            assert again.skipped_older == 2 * args.users and again.keys_written == 0
-
-            # The warehouse side alone, for context (after the syncs, so it does not warm them).
-            t0 = time.perf_counter()
-            drained = 0
-            for name in ("user_activity", "user_spend"):
-                reader, con = offline.snapshot(registry, name, as_of=now, batch_rows=args.batch_rows)
-                drained += sum(b.num_rows for b in reader)
-                con.close()
-            read_s = time.perf_counter() - t0
-
-            rate = max(rates)
-            print(f"warehouse snapshot only (DuckDB, PIT macro): {drained / read_s:12,.0f} rows/s")
-            print(f"sync, never-regress on (end to end):         {rate:12,.0f} rows/s   best of {args.repeat} "
-                  f"({', '.join(f'{r:,.0f}' for r in rates)}); {first.keys_written:,} keys per run   "
-                  f"target >= 150,000 {'ok' if rate >= 150_000 else 'MISSED'}")
-            if busy:
-                best = rates.index(rate)
-                cpu, wall = busy[best]
-                print(f"  (in the best run redis-server was busy {cpu / wall:.0%} of the time, "
-                      f"{cpu / (2 * args.users) * 1e6:.1f} us of its CPU per key written: the server is the limit)")
-            print(f"sync again (every row skipped as equal):     {again.rows_read / again.seconds:12,.0f} rows/s")
-            print(f"peak RSS during the syncs: {mem.peak / 2**20:,.0f} MiB (process before: {mem.start / 2**20:,.0f} MiB,"
-                  f" +{(mem.peak - mem.start) / 2**20:,.0f} MiB)"
-                  + (f"; redis-server RSS {redis_proc.memory_info().rss / 2**20:,.0f} MiB" if redis_proc else ""))
-            if not args.no_baseline:
-                rows, seconds = bare_hset(registry, url, now)
-                bare = rows / seconds
-                print(f"floor: bare redis-py pipelined HSET:        {bare:12,.0f} rows/s   (Redis calls only)")
-                print(f"ratio sync / bare HSET: {rate / bare:.2f}x")
+            server_proc = psutil.Process(redis_pid) if redis_pid else None
+            server0 = sum(server_proc.cpu_times()[:2]) if server_proc else 0.0
+            client0 = sum(me.cpu_times()[:2])
+            report = sync(registry, store, now=now, full_refresh=True, **batching)
+            assert report.keys_written == keys, report.keys_written
+            server = sum(server_proc.cpu_times()[:2]) - server0 if server_proc else float("nan")
             store.close()
+            return report, report.keys_written / report.seconds, server, sum(me.cpu_times()[:2]) - client0
+
+        # Every timed run gets a fresh redis-server: runs into one growing keyspace slow down
+        # (rehashing, and new memory is expensive to fault in on this VM), which is not the sync.
+        runs: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}  # (rows/s, server, client CPU s)
+        with PeakRSS() as mem:
+            for restore in [True] * args.repeat + [False]:  # HSET once, for comparison
+                with redis_server(args.redis_url) as (url, redis_pid):
+                    report, *figures = timed_sync(url, redis_pid, restore)
+                    runs[restore].append(tuple(figures))
+                    if not restore:
+                        continue
+                    again = sync(registry, OnlineStore.for_registry(registry, url=url), now=now, full_refresh=True,
+                                 **batching)
+                    assert again.skipped_older == keys and again.keys_written == 0
+                    server_rss = psutil.Process(redis_pid).memory_info().rss if redis_pid else None
+
+        # The warehouse side alone, for context (after the syncs, so it does not warm them).
+        t0 = time.perf_counter()
+        drained = 0
+        for name in ("user_activity", "user_spend"):
+            reader, con = offline.snapshot(registry, name, as_of=now, **batching)
+            drained += sum(b.num_rows for b in reader)
+            con.close()
+        read_s = time.perf_counter() - t0
+
+        print(f"warehouse snapshot only (DuckDB, PIT macro): {drained / read_s:12,.0f} rows/s")
+        for restore, label in ((True, "sync, never-regress on (end to end):        "),
+                               (False, "  the same, writing with HSET (Redis < 7.0): ")):
+            rate, server, client = max(runs[restore])
+            print(f"{label} {rate:12,.0f} rows/s   best of {len(runs[restore])} "
+                  f"({', '.join(f'{r[0]:,.0f}' for r in runs[restore])}); CPU per row: redis-server "
+                  f"{server / keys * 1e6:.1f} us, this process {client / keys * 1e6:.1f} us"
+                  + (f"   target >= 150,000 {'ok' if rate >= 150_000 else 'MISSED'}" if restore else ""))
+        rate = max(runs[True])[0]
+        print(f"sync again (every row skipped as equal):     {again.rows_read / again.seconds:12,.0f} rows/s")
+        print(f"peak RSS during the syncs: {mem.peak / 2**20:,.0f} MiB (process before: {mem.start / 2**20:,.0f} MiB,"
+              f" +{(mem.peak - mem.start) / 2**20:,.0f} MiB)"
+              + (f"; redis-server RSS {server_rss / 2**20:,.0f} MiB" if server_rss else ""))
+        if not args.no_baseline:
+            with redis_server(args.redis_url) as (url, _):
+                rows, seconds = bare_hset(registry, url, now)
+            bare = rows / seconds
+            print(f"floor: bare redis-py pipelined HSET:        {bare:12,.0f} rows/s   (Redis calls only)")
+            print(f"ratio sync / bare HSET: {rate / bare:.2f}x")
 
 
 if __name__ == "__main__":

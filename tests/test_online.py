@@ -39,6 +39,17 @@ def store(redis_url):
     s.close()
 
 
+# Both ways of writing a row: RESTORE of a DUMP payload (Redis 7.0+) and HSET (older servers).
+WRITE_MODES = pytest.mark.parametrize("restore", [True, False], ids=["restore", "hset"])
+
+
+@pytest.fixture
+def writing_store(redis_url, restore):
+    s = OnlineStore.for_registry(REG, url=redis_url, restore=restore)
+    yield s
+    s.close()
+
+
 def rows(view_name: str, data: list[dict], schema: dict[str, pa.DataType]) -> pa.Table:
     """A snapshot-shaped table: the view's join keys and features, __event_ts, __created_ts."""
     view = REG.view(view_name)
@@ -136,6 +147,20 @@ def test_arrow_keys_equal_python_keys_and_keep_one_slot_per_entity(pairs):
         assert tag.count("{") == 1 and tag.count("}") == 1  # nothing in a value can end the hash tag early
 
 
+
+def test_timestamp_keys_are_one_key_whether_aware_or_naive():
+    naive = datetime(2025, 1, 2, 3, 4, 5, 6)
+    aware = naive.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=2)))
+    kinds = {"ts": "timestamp"}
+    expected = "{ts=2025-01-02 03:04:05.000006}"
+    assert codec.entity_tag(["ts"], kinds, {"ts": naive}) == expected
+    assert codec.entity_tag(["ts"], kinds, {"ts": aware}) == expected
+    assert codec.entity_tag(["ts"], kinds, {"ts": aware.isoformat()}) == expected
+    for column in (pa.array([naive], pa.timestamp("us")), pa.array([aware], pa.timestamp("us", "Europe/Paris")),
+                   pa.array([naive.replace(microsecond=0)], pa.timestamp("s"))):
+        got = codec.entity_tag_column(["ts"], kinds, {"ts": column}).to_pylist()
+        assert got == [expected if column.type.unit == "us" else "{ts=2025-01-02 03:04:05.000000}"]
+
 def test_prefix_separates_targets(redis_url):
     dev = OnlineStore.for_registry(make_registry(target="dev"), url=redis_url)
     prod = OnlineStore.for_registry(make_registry(target="prod"), url=redis_url)
@@ -150,7 +175,8 @@ def test_prefix_separates_targets(redis_url):
 # -- writes -----------------------------------------------------------------------------------
 
 
-def test_every_type_round_trips_through_redis_and_null_differs_from_missing(store):
+@WRITE_MODES
+def test_every_type_round_trips_through_redis_and_null_differs_from_missing(writing_store):
     view = REG.view("all_types")
     now = utc_now()
     data = [
@@ -162,61 +188,92 @@ def test_every_type_round_trips_through_redis_and_null_differs_from_missing(stor
     types = {"user_id": pa.int64(), "f_int": pa.int64(), "f_float": pa.float64(), "f_decimal": pa.decimal128(18, 4),
              "f_string": pa.string(), "f_bool": pa.bool_(), "f_ts": pa.timestamp("us"),
              "f_tstz": pa.timestamp("us", "UTC"), "f_date": pa.date32()}
-    result = store.write(view, rows("all_types", data, types))
+    result = writing_store.write(view, rows("all_types", data, types))
     assert (result.written, result.skipped_older, result.expired_on_arrival) == (2, 0, 0)
-    response = get_online_features(REG, store, ["all_types"], [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}])
+    response = get_online_features(REG, writing_store, ["all_types"], [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}])
     got = response.to_dict()
     for name in view.feature_names:
         assert same(got[name][0], data[0][name]), name
         assert got[name][1:] == [None, None]
     statuses = response.statuses
     assert statuses["f_int"] == [FieldStatus.PRESENT, FieldStatus.NULL_VALUE, FieldStatus.NOT_FOUND]
-    raw = redis.Redis.from_url(store.url)
-    assert raw.hgetall(store.key(view, {"user_id": 2})) == {b"__event_ts": str(codec.micros(now)).encode()}
-    assert raw.ttl(store.key(view, {"user_id": 1})) == -1  # no ttl on the view: no expiry
+    raw = redis.Redis.from_url(writing_store.url)
+    assert raw.hgetall(writing_store.key(view, {"user_id": 2})) == {b"__event_ts": str(codec.micros(now)).encode()}
+    assert raw.ttl(writing_store.key(view, {"user_id": 1})) == -1  # no ttl on the view: no expiry
 
 
-def test_write_expires_keys_at_event_ts_plus_ttl_and_skips_expired_rows(store):
+@WRITE_MODES
+def test_write_expires_keys_at_event_ts_plus_ttl_and_skips_expired_rows(writing_store):
     view = REG.view("user_txn_features")  # ttl 10m
     now = utc_now().replace(microsecond=500_000)
     data = [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": now - timedelta(minutes=4)},
             {"user_id": 2, "txn_velocity_60s": 1, "__event_ts": now - timedelta(minutes=11)},  # past its ttl
             {"user_id": 3, "txn_velocity_60s": None, "__event_ts": None}]  # expired as of the snapshot
-    result = store.write(view, rows("user_txn_features", data, TXN_TYPES))
+    result = writing_store.write(view, rows("user_txn_features", data, TXN_TYPES))
     assert (result.rows, result.written, result.expired_on_arrival) == (3, 1, 2)
-    raw = redis.Redis.from_url(store.url)
+    raw = redis.Redis.from_url(writing_store.url)
     expires = (now - timedelta(minutes=4) + timedelta(minutes=10)).replace(tzinfo=timezone.utc)
-    assert raw.pexpiretime(store.key(view, {"user_id": 1})) == math.ceil(expires.timestamp() * 1000)
-    assert raw.exists(store.key(view, {"user_id": 2})) == 0
+    assert raw.pexpiretime(writing_store.key(view, {"user_id": 1})) == math.ceil(expires.timestamp() * 1000)
+    assert raw.exists(writing_store.key(view, {"user_id": 2})) == 0
 
 
-def test_rewriting_the_same_rows_is_a_no_op_and_older_rows_never_win(store):
+@WRITE_MODES
+def test_rewriting_the_same_rows_is_a_no_op_and_older_rows_never_win(writing_store):
     view = REG.view("user_order_features")
     t = utc_now()
     new = [{"user_id": 1, "user_7d_orders": 5, "__event_ts": t, "__created_ts": t}]
     old = [{"user_id": 1, "user_7d_orders": 4, "__event_ts": t - timedelta(hours=1), "__created_ts": t}]
-    assert store.write(view, rows("user_order_features", new, ORDER_TYPES)).written == 1
-    again = store.write(view, rows("user_order_features", new, ORDER_TYPES))
+    assert writing_store.write(view, rows("user_order_features", new, ORDER_TYPES)).written == 1
+    again = writing_store.write(view, rows("user_order_features", new, ORDER_TYPES))
     assert (again.written, again.skipped_older) == (0, 1)
-    assert store.write(view, rows("user_order_features", old, ORDER_TYPES)).skipped_older == 1
+    assert writing_store.write(view, rows("user_order_features", old, ORDER_TYPES)).skipped_older == 1
     # Same event time, later created time: a correction, which wins; NULL created loses.
     fix = [{"user_id": 1, "user_7d_orders": 6, "__event_ts": t, "__created_ts": t + timedelta(seconds=1)}]
-    assert store.write(view, rows("user_order_features", fix, ORDER_TYPES)).written == 1
+    assert writing_store.write(view, rows("user_order_features", fix, ORDER_TYPES)).written == 1
     nul = [{"user_id": 1, "user_7d_orders": 7, "__event_ts": t, "__created_ts": None}]
-    assert store.write(view, rows("user_order_features", nul, ORDER_TYPES)).skipped_older == 1
-    got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": 1}])
+    assert writing_store.write(view, rows("user_order_features", nul, ORDER_TYPES)).skipped_older == 1
+    got = get_online_features(REG, writing_store, ["user_order_features:user_7d_orders"], [{"user_id": 1}])
     assert got.to_dict()["user_7d_orders"] == [6]
 
+
+
+@WRITE_MODES
+def test_a_newer_row_replaces_the_whole_hash(writing_store):
+    """Fields the row does not carry (a feature since dropped from the view) do not outlive it."""
+    view = REG.view("user_txn_features")
+    t = utc_now()
+    writing_store.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": t}], TXN_TYPES))
+    raw = redis.Redis.from_url(writing_store.url)
+    key = writing_store.key(view, {"user_id": 1})
+    raw.hset(key, "dropped_feature", "1")
+    later = [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": t + timedelta(seconds=1)}]
+    assert writing_store.write(view, rows("user_txn_features", later, TXN_TYPES)).written == 1
+    assert set(raw.hgetall(key)) == {b"__event_ts", b"txn_velocity_60s"}
+
+
+def test_the_write_mode_follows_the_server_version(store, monkeypatch):
+    assert store.restore is None and store.server_version() >= (7, 0)
+    with store.writer(REG.view("user_txn_features")) as w:
+        assert w.restore
+    monkeypatch.setattr(store, "server_version", lambda: (6, 2, 14))
+    view = REG.view("user_txn_features")
+    with store.writer(view) as w:
+        assert not w.restore
+        w.submit(rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 4, "__event_ts": utc_now()}], TXN_TYPES))
+    assert [r.written for r in w.acknowledged()] == [1]
+    got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
+    assert got.to_dict()["txn_velocity_60s"] == [4]
 
 WRITE = st.tuples(st.integers(0, 3), st.integers(0, 4), st.one_of(st.none(), st.integers(0, 2)))
 
 
+@WRITE_MODES
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(st.lists(WRITE, min_size=1, max_size=6), min_size=1, max_size=6))
-def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, batches):
+def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, restore, batches):
     """Any order of writes, batched any way, leaves the newest (event ts, created ts) per key."""
     redis.Redis.from_url(redis_url).flushall()
-    store = OnlineStore.for_registry(REG, url=redis_url)
+    store = OnlineStore.for_registry(REG, url=redis_url, restore=restore)
     view = REG.view("user_order_features")
     base = utc_now().replace(microsecond=0)
 
@@ -243,14 +300,15 @@ def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, batche
     store.close()
 
 
-def test_writes_recover_from_a_script_flush(store):
+@WRITE_MODES
+def test_writes_recover_from_a_script_flush(writing_store):
     view = REG.view("user_txn_features")
-    store.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": utc_now()}], TXN_TYPES))
-    redis.Redis.from_url(store.url).script_flush()
+    writing_store.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": utc_now()}], TXN_TYPES))
+    redis.Redis.from_url(writing_store.url).script_flush()
     later = [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": utc_now()}]
-    assert store.write(view, rows("user_txn_features", later, TXN_TYPES)).written == 1
-    redis.Redis.from_url(store.url).script_flush()
-    got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
+    assert writing_store.write(view, rows("user_txn_features", later, TXN_TYPES)).written == 1
+    redis.Redis.from_url(writing_store.url).script_flush()
+    got = get_online_features(REG, writing_store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
     assert got.to_dict()["txn_velocity_60s"] == [2]
 
 

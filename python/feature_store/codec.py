@@ -96,7 +96,10 @@ def _key_text(kind: str | None, value: Any) -> str:
         return str(int(value))  # also accepts "42" from a command line, and numpy ints
     if kind == "string" or kind is None:
         return escape(str(value))
-    return escape(encode_value(kind, _coerce(kind, value)))
+    value = _coerce(kind, value)
+    if kind == "timestamp" and value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)  # keys are naive UTC: aware or not, one key
+    return escape(encode_value(kind, value))
 
 
 def entity_tag(join_keys: Iterable[str], kinds: Mapping[str, str | None], entity: Mapping[str, Any]) -> str:
@@ -128,12 +131,15 @@ def view_key(prefix: str, view: str, tag: str) -> str:
 
 def entity_tag_column(join_keys: Iterable[str], kinds: Mapping[str, str | None], columns: Mapping[str, "pa.Array"]):
     """:func:`entity_tag` for whole Arrow columns at once (no NULLs allowed)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     parts: list[Any] = []
     for i, k in enumerate(sorted(join_keys)):
         kind = kinds.get(k)
         col = columns[k]
+        if kind == "timestamp" and pa.types.is_timestamp(col.type) and col.type.tz is not None:
+            col = pc.cast(micros_column(col), pa.timestamp("us"))  # naive UTC, as _key_text
         text = encode_column(kind, col) if kind not in ("int", "string", None) else pc.cast(col, "string")
         if kind != "int":
             for raw, esc in _ESCAPES:

@@ -96,6 +96,8 @@ class OnlineStore:
     passwords (``redis://:pw@host``) and TLS (``rediss://``) work as in redis-py.
     A failed connection is retried ``retries`` times with exponential backoff (from
     ``backoff_base`` seconds, capped at ``backoff_cap``) before :class:`OnlineStoreError`.
+    ``restore``: write each row as one ``RESTORE`` of a hash (Redis 7.0+) rather than
+    ``HSET`` + ``PEXPIREAT``; None (the default) asks the server's version on the first write.
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class OnlineStore:
         backoff_cap: float = 1.0,
         connect_timeout: float = 2.0,
         socket_timeout: float = 10.0,
+        restore: bool | None = None,
     ):
         self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
         self.prefix = prefix
@@ -123,6 +126,8 @@ class OnlineStore:
             raise OnlineStoreError(
                 f"{redact(self.url)} is not a Redis URL ({exc}); write redis://[:password@]host:port/db "
                 f"or rediss:// for TLS (--redis-url or ${URL_ENV})") from None
+        self.restore = restore
+        self._version: tuple[int, ...] | None = None
         self._shas: dict[str, str] = {}
         self._plans: dict[tuple, tuple[Registry, _ReadPlan]] = {}
 
@@ -160,6 +165,14 @@ class OnlineStore:
         """Check the connection now (:class:`OnlineStoreError` if Redis cannot be reached)."""
         with self._errors("connecting"):
             self.client.ping()
+
+    def server_version(self) -> tuple[int, ...]:
+        """The server's version, e.g. ``(7, 0, 15)`` (asked once)."""
+        if self._version is None:
+            with self._errors("asking the server's version"):
+                text = str(self.client.info("server").get("redis_version", "0"))
+            self._version = tuple(int(part) for part in text.split(".") if part.isdigit())
+        return self._version
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -399,10 +412,11 @@ def get_online_features(
     n = len(entity_rows)
     now_us = _now_us(now)
     commands: list[bytes] = []
-    tags: dict[tuple[str, ...], list[str]] = {}
+    tags: dict[tuple, list[str]] = {}  # views with the same join keys (names and kinds) share their tags
     prefix = store.prefix + ":"
     for vp in plan.views:
-        vt = tags.get(vp.join_keys)
+        tag_id = (vp.join_keys, tuple(vp.kinds.values()))
+        vt = tags.get(tag_id)
         if vt is None:
             try:
                 # NULL keys never match (as offline): such a row reads a key no sync writes.
@@ -414,7 +428,7 @@ def get_online_features(
                     f"(give every row {', '.join(vp.join_keys)})") from None
             except (TypeError, ValueError) as exc:
                 raise EntityDataFrameError(f"bad join key value for feature view {vp.view.name}: {exc}") from None
-            tags[vp.join_keys] = vt
+            tags[tag_id] = vt
         head, fields = vp.head, vp.fields
         for key in [(prefix + t + vp.suffix).encode() for t in vt]:
             commands.append(b"%s$%d\r\n%s\r\n%s" % (head, len(key), key, fields))

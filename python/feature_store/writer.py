@@ -1,20 +1,24 @@
 """Writing rows into the online store: commands built column-wise with Arrow, sent in the background.
 
 The sync writes well over a hundred thousand rows per second by never touching a row in
-Python: every column is cast to text (:func:`feature_store.codec.encode_column`),
-framed as RESP bulk strings (``$<len>\\r\\n<bytes>\\r\\n``) and joined row-wise with
-``pyarrow.compute``; a string array without NULLs stores its values back to back, so
-the bytes of rows ``a..b`` are one slice of its data buffer. Each ``EVALSHA`` of the
-``write_latest`` script (below) is then a short header plus two
-such slices (the keys, then the per-row arguments), handed to the socket as they are.
+Python: every column is cast to text (:func:`feature_store.codec.encode_column`), each
+row's hash is built as a DUMP payload (:func:`feature_store.rdb.hash_payloads`), and
+the arguments are framed as RESP bulk strings (``$<len>\\r\\n<bytes>\\r\\n``) and
+joined row-wise with ``pyarrow.compute``; a binary array without NULLs stores its values
+back to back, so the bytes of rows ``a..b`` are one slice of its data buffer. Each
+``EVALSHA`` of the write script (below) is then a short header plus two such slices
+(the keys, then the per-row arguments), handed to the socket as they are.
 
-The script (:func:`write_latest`) is the never-regress rule, decided atomically in
+The script (:data:`RESTORE_LATEST`) is the never-regress rule, decided atomically in
 Redis for many rows per call: for each key it compares the incoming ``(event ts,
-created ts)`` with the stored one and writes only a strictly newer row, so an
-out-of-order run or a backfill never replaces a value with an older one, and re-running
-the same sync writes nothing. (Feast does read-then-write in the client, which races
-with a concurrent writer.) Every key it touches is passed in ``KEYS``, as Redis
-Cluster requires; on a cluster the caller would group rows by slot.
+created ts)`` with the stored one and writes only a strictly newer row (one
+``RESTORE ... ABSTTL REPLACE``: the hash and its expiry), so an out-of-order run or a
+backfill never replaces a value with an older one, and re-running the same sync writes
+nothing. (Feast does read-then-write in the client, which races with a concurrent
+writer.) Servers older than 7.0 cannot restore listpack hashes; they get the same rule
+with ``HSET`` and ``PEXPIREAT`` (:func:`hset_latest`), at about 60% of the speed. Every
+key a script touches is passed in ``KEYS``, as Redis Cluster requires; on a cluster the
+caller would group rows by slot.
 
 :class:`BatchWriter` sends on a background thread over its own connection, so the
 next batch is read from the warehouse and encoded while Redis runs the script on the
@@ -38,17 +42,61 @@ import pyarrow.compute as pc
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from feature_store import codec
+from feature_store import codec, rdb
 from feature_store.registry import FeatureView, type_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     from feature_store.online import OnlineStore, WriteResult
 
-__all__ = ["BatchWriter", "EncodedWrite", "encode_write", "write_fields", "write_latest"]
+__all__ = ["RESTORE_LATEST", "BatchWriter", "EncodedWrite", "encode_write", "hset_latest", "write_fields"]
 
 CRLF = "\r\n"
 
-# The never-regress write script, generated per list of hash fields.
+# Both write scripts apply the never-regress rule per key with this function: is the
+# incoming row (event ts, created ts: text, "" = NULL) strictly newer than the stored one?
+# At the same event time the created timestamp decides; NULL is older than any value, and
+# an equal pair is the same row again (a re-run), which is not newer.
+_NEWER = r"""
+local function newer(key, ets, cts)
+  local old = redis.call('HGET', key, '__event_ts')
+  if not old then return true end
+  local e, old_e = tonumber(ets), tonumber(old)
+  if e ~= old_e then return e > old_e end
+  cts = cts and tonumber(cts)
+  if cts == nil then return false end
+  local old_c = tonumber(redis.call('HGET', key, '__created_ts'))
+  return old_c == nil or cts > old_c
+end
+"""
+
+# The write script for Redis 7.0+: each newer row lands as one RESTORE of a DUMP payload
+# built by the client (feature_store.rdb), which sets the whole hash and its expiry.
+#
+# KEYS   = the hash keys, one per row.
+# ARGV   = mode ("w" write, "d" dry run: count only), has_created ("1"/"0"), then per
+#          row: event ts, [created ts, "" = NULL], expire-at in ms ("0" = none), payload.
+# Returns {written, skipped_older}.
+RESTORE_LATEST = _NEWER + r"""
+local dry = ARGV[1] == 'd'
+local has_created = ARGV[2] == '1'
+local stride = has_created and 4 or 3
+local written, skipped = 0, 0
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local b = 2 + (i - 1) * stride           -- the row's arguments are ARGV[b + 1 .. b + stride]
+  if newer(key, ARGV[b + 1], has_created and ARGV[b + 2] or nil) then
+    written = written + 1
+    if not dry then
+      redis.call('RESTORE', key, ARGV[b + stride - 1], ARGV[b + stride], 'ABSTTL', 'REPLACE')
+    end
+  else
+    skipped = skipped + 1
+  end
+end
+return {written, skipped}
+"""
+
+# The write script for servers before 7.0, generated per list of hash fields: DEL, HSET, then the expiry.
 #
 # KEYS   = the hash keys, one per row.
 # ARGV   = mode ("w" write, "d" dry run: count only), has_mask ("1" when rows carry a
@@ -57,13 +105,11 @@ CRLF = "\r\n"
 #          (NULLs as ""), in the order of @FIELDS@; field 1 is always __event_ts.
 # Returns {written, skipped_older}.
 #
-# Speed notes (the server, not the client, limits a sync; every redis.call costs about
-# as much as the command itself): the field names are constants in the script text, and
-# the common case (no NULL in the row) calls HSET with its arguments spelled out,
-# because building a table and unpacking it costs about a third of the per-row time;
-# the expiry is computed here from the event time, and set with PEXPIREAT, which
-# Redis does not rewrite for propagation as it does EXPIREAT (~0.3 us a key).
-_WRITE_LATEST = r"""
+# Speed notes: the field names are constants in the script text, and the common case
+# (no NULL in the row) calls HSET with its arguments spelled out, because building a
+# table and unpacking it costs about a third of the per-row time; PEXPIREAT, unlike
+# EXPIREAT, is not rewritten by Redis for propagation.
+_HSET_LATEST = _NEWER + r"""
 local dry = ARGV[1] == 'd'
 local has_mask = ARGV[2] == '1'
 local ttl = tonumber(ARGV[3])
@@ -76,49 +122,28 @@ for i = 1, #KEYS do
   local key = KEYS[i]
   local b = 4 + (i - 1) * stride           -- the row's first argument
   local v = has_mask and b or b - 1        -- value j is ARGV[v + j]
-  local ets = tonumber(ARGV[v + 1])
-  local newer = true
-  local old = redis.call('HGET', key, '__event_ts')
-  if old then
-    local old_ets = tonumber(old)
-    if ets < old_ets then
-      newer = false
-    elseif ets == old_ets then
-      -- Same event time: the created timestamp decides; NULL is older than any value,
-      -- and an equal pair is the same row again (a re-run), so it is skipped.
-      local cts = has_created and tonumber(ARGV[v + 2]) or nil
-      if cts ~= nil then
-        local old_cts = tonumber(redis.call('HGET', key, '__created_ts'))
-        newer = old_cts == nil or cts > old_cts
-      else
-        newer = false
-      end
-    end
-  end
-  if not newer then
+  if not newer(key, ARGV[v + 1], has_created and ARGV[v + 2] or nil) then
     skipped = skipped + 1
   else
     written = written + 1
     if not dry then
+      redis.call('DEL', key)                   -- the row replaces the whole hash, as RESTORE does
       local mask = has_mask and ARGV[b] or ''
       if mask == '' then
         redis.call('HSET', key, @HSET_ARGS@)
       else
-        local set, del = {key}, {key}
+        local set = {key}
         for j = 1, nf do
-          if string.byte(mask, j) == 49 then   -- "1": NULL, the field is left out
-            del[#del + 1] = fields[j]
-          else
+          if string.byte(mask, j) ~= 49 then   -- "1": NULL, the field is left out
             set[#set + 1] = fields[j]
             set[#set + 1] = ARGV[v + j]
           end
         end
         redis.call('HSET', unpack(set))
-        if #del > 1 then redis.call('HDEL', unpack(del)) end
       end
       if ttl then
         -- Whole milliseconds, rounded up: Redis never drops a key the read-time check still serves.
-        local x = ets + ttl
+        local x = tonumber(ARGV[v + 1]) + ttl
         local at = math.floor(x / 1000)
         if at * 1000 < x then at = at + 1 end
         redis.call('PEXPIREAT', key, at)
@@ -140,12 +165,12 @@ def _lua_string(text: str) -> str:
     return f"[{'=' * level}[{text}]{'=' * level}]"
 
 
-def write_latest(fields: list[str]) -> str:
-    """The never-regress write script for rows of these hash ``fields`` (``__event_ts`` first)."""
+def hset_latest(fields: list[str]) -> str:
+    """The never-regress write script for servers before 7.0, for rows of these hash ``fields`` (``__event_ts`` first)."""
     if not fields or fields[0] != codec.EVENT_TS:
         raise ValueError(f"the first field must be {codec.EVENT_TS}, got {fields[:1]}")
     args = ", ".join(f"{_lua_string(f)}, ARGV[v + {j}]" for j, f in enumerate(fields, 1))
-    return (_WRITE_LATEST.replace("@FIELDS@", ", ".join(_lua_string(f) for f in fields))
+    return (_HSET_LATEST.replace("@FIELDS@", ", ".join(_lua_string(f) for f in fields))
             .replace("@HSET_ARGS@", args))
 
 
@@ -157,6 +182,11 @@ def _bulk(text: str) -> bytes:
 def _bulk_pieces(column: pa.Array) -> list:
     """``$<len>\\r\\n<value>\\r\\n`` as pieces for binary_join_element_wise."""
     return ["$", pc.cast(pc.binary_length(column), pa.string()), CRLF, column, CRLF]
+
+
+def _binary(piece):
+    """A join piece as binary (the payloads are not text)."""
+    return piece.encode() if isinstance(piece, str) else piece if isinstance(piece, bytes) else piece.cast(pa.binary())
 
 
 def _offsets(array: pa.StringArray) -> np.ndarray:
@@ -179,19 +209,14 @@ class EncodedWrite:
 
     n: int  # rows to send
     expired: int  # rows dropped as expired on arrival
-    fields: list[str]
-    has_created: bool
-    has_mask: bool  # rows carry a null mask (some value in the batch is NULL)
-    ttl_us: int | None
-    keys: pa.StringArray | None  # one RESP bulk string per row
-    args: pa.StringArray | None  # per row: [null mask], values (all RESP-framed)
+    head: tuple[str, ...]  # the script's leading arguments, after the mode
+    stride: int  # arguments per row
+    keys: pa.BinaryArray | None  # one RESP bulk string per row
+    args: pa.BinaryArray | None  # per row: its ``stride`` arguments, RESP-framed
 
     def commands(self, sha: str, mode: str, rows_per_call: int) -> Iterator[list]:
         """``EVALSHA`` commands of up to ``rows_per_call`` rows each, as lists of byte buffers."""
-        nf = len(self.fields)
-        head = (mode, "1" if self.has_mask else "0", "" if self.ttl_us is None else str(self.ttl_us))
-        head_args = b"".join(_bulk(t) for t in head)
-        stride = nf + (1 if self.has_mask else 0)
+        head_args = b"".join(_bulk(t) for t in (mode, *self.head))
         key_off = _offsets(self.keys)
         arg_off = _offsets(self.args)
         key_data = self.keys.buffers()[2]
@@ -199,7 +224,7 @@ class EncodedWrite:
         for a in range(0, self.n, rows_per_call):
             b = min(a + rows_per_call, self.n)
             count = b - a
-            total = 3 + count + len(head) + count * stride
+            total = 3 + count + 1 + len(self.head) + count * self.stride
             command = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n%s" % (total, sha.encode(), _bulk(str(count)))
             yield [
                 command,
@@ -209,12 +234,14 @@ class EncodedWrite:
             ]
 
 
-def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table, wall_now: float) -> EncodedWrite:
+def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table, wall_now: float, *,
+                 restore: bool = True) -> EncodedWrite:
     """Encode ``rows`` (join keys, features, ``__event_ts``, ``__created_ts``) of ``view``.
 
-    Rows with a NULL ``__event_ts`` (expired as of the snapshot) or whose
-    ``event ts + ttl`` is already past ``wall_now`` (unix seconds) are dropped and
-    counted: Redis would delete such a key the moment it got its ``PEXPIREAT``.
+    ``restore``: the arguments of :data:`RESTORE_LATEST` (a DUMP payload per row, Redis
+    7.0+), else of :func:`hset_latest`. Rows with a NULL ``__event_ts`` (expired as of
+    the snapshot) or whose ``event ts + ttl`` is already past ``wall_now`` (unix seconds)
+    are dropped and counted: Redis would delete such a key the moment it got its expiry.
     """
     if isinstance(rows, pa.Table):
         rows = rows.combine_chunks().to_batches()[0] if rows.num_rows else pa.RecordBatch.from_pylist([], rows.schema)
@@ -222,21 +249,29 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
     fields = write_fields(view)
     has_created = bool(view.created_timestamp)
     ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl is not None else None
+    if restore:
+        head: tuple[str, ...] = ("1" if has_created else "0",)
+        stride = 4 if has_created else 3
+    else:
+        head = ("0", "" if ttl_us is None else str(ttl_us))  # has_mask, set below
+        stride = len(fields)
     if total == 0:
-        return EncodedWrite(0, 0, fields, has_created, False, ttl_us, None, None)
+        return EncodedWrite(0, 0, head, stride, None, None)
 
     ets = codec.micros_column(rows.column("__event_ts"))
     keep = pc.is_valid(ets)
+    expire_at = None
     if ttl_us is not None:
-        # The script's PEXPIREAT, rounded up to whole milliseconds; already past: skip the row.
+        # PEXPIREAT in whole milliseconds, rounded up (Redis never drops a key the read-time
+        # check still serves); already past: skip the row.
         expire_at = pc.divide(pc.add(ets, ttl_us + 999), 1_000)
         keep = pc.and_(keep, pc.greater(expire_at, math.floor(wall_now * 1000)))
     kept = pc.sum(keep).as_py() or 0
     if kept < total:
-        rows = rows.filter(keep)
-        ets = ets.filter(keep)
+        rows, ets = rows.filter(keep), ets.filter(keep)
+        expire_at = expire_at.filter(keep) if expire_at is not None else None
     if kept == 0:
-        return EncodedWrite(0, total, fields, has_created, False, ttl_us, None, None)
+        return EncodedWrite(0, total, head, stride, None, None)
 
     kinds = {k: type_kind(view.column_types.get(k)) for k in view.join_keys}
     tags = codec.entity_tag_column(view.join_keys, kinds, {k: rows.column(k) for k in view.join_keys})
@@ -247,17 +282,23 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
         values.append(pc.cast(codec.micros_column(rows.column("__created_ts")), pa.string()))
     values += [codec.encode_column(f.kind, rows.column(f.name)) for f in view.features]
     pieces: list = []
-    has_mask = any(v.null_count for v in values)
-    if has_mask:
+    if restore:
+        for v in values[: 2 if has_created else 1]:
+            pieces += _bulk_pieces(pc.fill_null(v, "") if v.null_count else v)
+        pieces += _bulk_pieces(pc.cast(expire_at, pa.string())) if expire_at is not None else [_bulk("0")]
+        body, checksum = rdb.hash_payloads(fields, values)
+        pieces += ["$", pc.cast(pc.add(pc.binary_length(body), 8), pa.string()), CRLF, body, checksum, CRLF]
+    elif any(v.null_count for v in values):
         mask = pc.binary_join_element_wise(
             *[pc.if_else(pc.is_null(v), "1", "0") if v.null_count else "0" for v in values], "")
-        values = [pc.fill_null(v, "") if v.null_count else v for v in values]
+        head, stride = ("1", head[1]), stride + 1
         pieces += _bulk_pieces(mask)
-    for v in values:
-        pieces += _bulk_pieces(v)
-    args = pc.binary_join_element_wise(*pieces, "")
+        pieces += [p for v in values for p in _bulk_pieces(pc.fill_null(v, "") if v.null_count else v)]
+    else:
+        pieces += [p for v in values for p in _bulk_pieces(v)]
+    args = pc.binary_join_element_wise(*[_binary(p) for p in pieces], b"")
     keys = pc.binary_join_element_wise(*_bulk_pieces(keys), "")
-    return EncodedWrite(kept, total - kept, fields, has_created, has_mask, ttl_us, keys, args)
+    return EncodedWrite(kept, total - kept, head, stride, keys, args)
 
 
 _DONE = object()
@@ -287,14 +328,20 @@ class BatchWriter:
         # concurrent online reads within a few ms while amortising the call overhead.
         self.rows_per_call = rows_per_call
         self.fields = write_fields(view)
-        self.script = "write_latest:" + ",".join(self.fields)
+        self.restore = False
+        self.script = ""
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._done: deque = deque()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "BatchWriter":
-        self._sha()  # load now: a bad URL fails here, before any warehouse work
+        # Ask now: a bad URL fails here, before any warehouse work.
+        self.restore = self.store.restore
+        if self.restore is None:
+            self.restore = self.store.server_version() >= rdb.MIN_SERVER_VERSION
+        self.script = "restore_latest" if self.restore else "hset_latest:" + ",".join(self.fields)
+        self._sha()
         self._thread = threading.Thread(target=self._run, name=f"fs-writer-{self.view.name}", daemon=True)
         self._thread.start()
         return self
@@ -310,7 +357,8 @@ class BatchWriter:
         """Encode ``rows`` and queue them for sending (blocks while ``depth`` batches are in flight)."""
         if self._error is not None:
             raise self._error
-        encoded = encode_write(self.store.prefix, self.view, rows, time.time() if wall_now is None else wall_now)
+        encoded = encode_write(self.store.prefix, self.view, rows, time.time() if wall_now is None else wall_now,
+                               restore=self.restore)
         self._put((rows.num_rows, encoded))
 
     def acknowledged(self) -> list["WriteResult"]:
@@ -371,7 +419,7 @@ class BatchWriter:
                 pool.release(conn)
 
     def _sha(self) -> str:
-        return self.store._sha(self.script, lambda: write_latest(self.fields))
+        return self.store._sha(self.script, lambda: RESTORE_LATEST if self.restore else hset_latest(self.fields))
 
     def _send(self, conn, encoded: EncodedWrite) -> list:
         for attempt in (1, 2):
