@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -40,39 +39,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from _project import copy_macros, run_dbt, write_project  # bench/ is this script's folder, on sys.path
 
 DAILY, EVENTS = "bench_user_daily", "bench_user_events"
 FEATURES = [f"{DAILY}:orders_7d", f"{DAILY}:spend_7d", f"{DAILY}:score",
             f"{EVENTS}:amount", f"{EVENTS}:category", f"{EVENTS}:card_present"]
 START = "2026-01-01"  # the first day of feature data
 
-# -- the throwaway dbt project ----------------------------------------------------------------
-
-PROJECT_YML = """\
-name: feature_store
-version: "0.1.0"
-config-version: 2
-profile: bench
-model-paths: ["models"]
-macro-paths: ["macros"]
-target-path: "target"
-vars:
-  feature_store:
-    entities:
-      user: {join_keys: [user_id]}
-models:
-  feature_store:
-    +materialized: table
-"""
-
-PROFILES_YML = """\
-bench:
-  target: dev
-  outputs:
-    dev: {type: duckdb, path: bench.duckdb, threads: 2}
-"""
+# -- the throwaway dbt project (bench/_project.py) ---------------------------------------------
 
 # u(x, salt): a deterministic uniform number in [0, 1) from DuckDB's hash().
 UNIFORM = "((hash({x}, '{salt}') % 1000000007) / 1000000007.0)"
@@ -168,34 +142,21 @@ def build_project(workdir: Path, users: int, spine_rows: int, ttl: bool = True) 
     params = {"users": users, "spine_rows": spine_rows, "ttl": ttl}
     if stamp.exists() and json.loads(stamp.read_text()) == params:
         # The macros may have changed since: refresh them and the manifest (cheap), keep the data.
-        shutil.rmtree(workdir / "macros")
-        shutil.copytree(REPO / "macros", workdir / "macros")
-        _dbt(workdir, "parse")
+        copy_macros(workdir)
+        run_dbt(workdir, "parse")
         return 0.0
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    (workdir / "models").mkdir(parents=True)
-    (workdir / "dbt_project.yml").write_text(PROJECT_YML)
-    (workdir / "profiles.yml").write_text(PROFILES_YML)
-    shutil.copytree(REPO / "macros", workdir / "macros")
-    (workdir / "models" / f"{DAILY}.sql").write_text(daily_sql(users))
-    (workdir / "models" / f"{EVENTS}.sql").write_text(events_sql(users))
-    (workdir / "models" / "bench_spine.sql").write_text(spine_sql(users, spine_rows))
-    (workdir / "models" / "_views.yml").write_text(VIEWS_YML.format(
-        DAILY=DAILY, EVENTS=EVENTS, daily_ttl="ttl: 2d, " if ttl else "", events_ttl="ttl: 1d, " if ttl else ""))
+    write_project(workdir, {
+        f"{DAILY}.sql": daily_sql(users),
+        f"{EVENTS}.sql": events_sql(users),
+        "bench_spine.sql": spine_sql(users, spine_rows),
+        "_views.yml": VIEWS_YML.format(DAILY=DAILY, EVENTS=EVENTS, daily_ttl="ttl: 2d, " if ttl else "",
+                                       events_ttl="ttl: 1d, " if ttl else ""),
+    })
     t0 = time.perf_counter()
-    _dbt(workdir, "run")
+    run_dbt(workdir, "run")
     seconds = time.perf_counter() - t0
     stamp.write_text(json.dumps(params))
     return seconds
-
-
-def _dbt(workdir: Path, *args: str) -> None:
-    proc = subprocess.run([str(BIN / "dbt"), *args, "--profiles-dir", str(workdir)], cwd=workdir,
-                          capture_output=True, text=True,
-                          env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
-    if proc.returncode != 0:
-        sys.exit(f"dbt {' '.join(args)} failed in {workdir}:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
 
 
 # -- hand-written DuckDB SQL with the same semantics -------------------------------------------

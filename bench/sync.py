@@ -25,9 +25,6 @@ and prints the ratio. Target: >= 150k rows/s with memory flat as --users grows.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,38 +36,13 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "bench"))
+from _project import run_dbt, write_project  # noqa: E402
 from _redis import redis_server  # noqa: E402
 
 from feature_store import offline  # noqa: E402
 from feature_store.materialize import sync  # noqa: E402
 from feature_store.online import OnlineStore  # noqa: E402
 from feature_store.registry import Registry  # noqa: E402
-
-PROJECT = """
-name: feature_store
-version: "0.1.0"
-config-version: 2
-profile: feature_store
-macro-paths: ["macros"]
-model-paths: ["models"]
-vars:
-  feature_store:
-    entities:
-      user: {join_keys: [user_id]}
-models:
-  feature_store:
-    +materialized: table
-"""
-
-PROFILES = """
-feature_store:
-  target: bench
-  outputs:
-    bench:
-      type: duckdb
-      path: bench.duckdb
-      threads: 2
-"""
 
 SCHEMA = """
 version: 2
@@ -127,18 +99,9 @@ from range({users}) u, range({days}) d
 
 def build_project(directory: Path, users: int, days: int) -> Path:
     project = directory / "project"
-    (project / "models").mkdir(parents=True)
-    shutil.copytree(ROOT / "macros", project / "macros", ignore=shutil.ignore_patterns("*.yml"))  # the SQL only
-    (project / "dbt_project.yml").write_text(PROJECT)
-    (project / "profiles.yml").write_text(PROFILES)
-    (project / "models" / "_features.yml").write_text(SCHEMA)
-    (project / "models" / "user_activity.sql").write_text(ACTIVITY.format(users=users, days=days))
-    (project / "models" / "user_spend.sql").write_text(SPEND.format(users=users, days=days))
-    dbt = Path(sys.executable).parent / "dbt"
-    proc = subprocess.run([str(dbt), "build", "--profiles-dir", str(project)], cwd=project, capture_output=True,
-                          text=True, env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
-    if proc.returncode != 0:
-        raise SystemExit(f"dbt build of the benchmark project failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    write_project(project, {"_features.yml": SCHEMA, "user_activity.sql": ACTIVITY.format(users=users, days=days),
+                            "user_spend.sql": SPEND.format(users=users, days=days)})
+    run_dbt(project, "build")
     return project
 
 
