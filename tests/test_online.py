@@ -254,7 +254,9 @@ def test_a_newer_row_replaces_the_whole_hash(writing_store):
 def test_the_write_mode_follows_the_server_version(store, monkeypatch):
     assert store.restore is None and store.server_version() >= (7, 0)
     with store.writer(REG.view("user_txn_features")) as w:
-        assert w.restore
+        assert w.restore and store.restore  # decided once per store
+    assert not redis.Redis.from_url(store.url).keys("*probe*")  # the probe key is gone
+    store.restore = None
     monkeypatch.setattr(store, "server_version", lambda: (6, 2, 14))
     view = REG.view("user_txn_features")
     with store.writer(view) as w:
@@ -263,6 +265,23 @@ def test_the_write_mode_follows_the_server_version(store, monkeypatch):
     assert [r.written for r in w.acknowledged()] == [1]
     got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
     assert got.to_dict()["txn_velocity_60s"] == [4]
+
+
+def test_a_user_the_acl_denies_restore_writes_with_hset(redis_url):
+    admin = redis.Redis.from_url(redis_url)
+    admin.acl_setuser("no_restore", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                      commands=["+@all", "-restore"])
+    try:
+        store = OnlineStore.for_registry(REG, url=redis_url.replace("redis://", "redis://no_restore:pw@"))
+        view = REG.view("user_txn_features")
+        result = store.write(view, rows("user_txn_features", [{"user_id": 9, "txn_velocity_60s": 2,
+                                                               "__event_ts": utc_now()}], TXN_TYPES))
+        assert result.written == 1 and store.restore is False
+        got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 9}])
+        assert got.to_dict()["txn_velocity_60s"] == [2]
+        store.close()
+    finally:
+        admin.acl_deluser("no_restore")
 
 WRITE = st.tuples(st.integers(0, 3), st.integers(0, 4), st.one_of(st.none(), st.integers(0, 2)))
 

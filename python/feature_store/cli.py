@@ -382,7 +382,7 @@ def sync(project, redis_url, views, select, full_refresh, start, end, dry_run, q
     registry = load_registry(project, quiet=quiet or as_json)
     store = OnlineStore.for_registry(registry, url=redis_url)
     show = not quiet and not as_json and err.is_terminal
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}{task.fields[of]} rows"),
                         TextColumn("{task.fields[rate]:,.0f} rows/s"), TimeRemainingColumn(), console=err,
                         disable=not show)
     tasks: dict[str, Any] = {}
@@ -394,11 +394,12 @@ def sync(project, redis_url, views, select, full_refresh, start, end, dry_run, q
     def on_progress(view: str, done: int, total: int | None) -> None:
         now = time.perf_counter()
         if view not in tasks:
-            tasks[view] = progress.add_task(view, total=total, rate=0.0)
+            tasks[view] = progress.add_task(view, total=total, rate=0.0, of="")
             started[view] = last_event[0]
         last_event[0] = now
         elapsed = max(now - started[view], 1e-9)
-        progress.update(tasks[view], completed=done, total=total, rate=done / elapsed)
+        progress.update(tasks[view], completed=done, total=total, rate=done / elapsed,
+                        of="" if total is None else f"/{total:,}")
 
     with progress:
         report = run_sync(registry, store, views=list(views) or None, select=select, full_refresh=full_refresh,

@@ -97,7 +97,8 @@ class OnlineStore:
     A failed connection is retried ``retries`` times with exponential backoff (from
     ``backoff_base`` seconds, capped at ``backoff_cap``) before :class:`OnlineStoreError`.
     ``restore``: write each row as one ``RESTORE`` of a hash (Redis 7.0+) rather than
-    ``HSET`` + ``PEXPIREAT``; None (the default) asks the server's version on the first write.
+    ``HSET`` + ``PEXPIREAT``; None (the default) decides on the first write, by the server's
+    version and whether its ACL lets this user RESTORE.
     """
 
     def __init__(

@@ -15,7 +15,8 @@ created ts)`` with the stored one and writes only a strictly newer row (one
 ``RESTORE ... ABSTTL REPLACE``: the hash and its expiry), so an out-of-order run or a
 backfill never replaces a value with an older one, and re-running the same sync writes
 nothing. (Feast does read-then-write in the client, which races with a concurrent
-writer.) Servers older than 7.0 cannot restore listpack hashes; they get the same rule
+writer.) Servers older than 7.0 cannot restore listpack hashes, and some ACLs forbid
+RESTORE (:func:`restore_allowed`); those get the same rule
 with ``HSET`` and ``PEXPIREAT`` (:func:`hset_latest`), at about 60% of the speed. Every
 key a script touches is passed in ``KEYS``, as Redis Cluster requires; on a cluster the
 caller would group rows by slot.
@@ -48,7 +49,8 @@ from feature_store.registry import FeatureView, type_kind
 if TYPE_CHECKING:  # pragma: no cover
     from feature_store.online import OnlineStore, WriteResult
 
-__all__ = ["RESTORE_LATEST", "BatchWriter", "EncodedWrite", "encode_write", "hset_latest", "write_fields"]
+__all__ = ["RESTORE_LATEST", "BatchWriter", "EncodedWrite", "encode_write", "hset_latest", "restore_allowed",
+           "write_fields"]
 
 CRLF = "\r\n"
 
@@ -301,6 +303,26 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
     return EncodedWrite(kept, total - kept, head, stride, keys, args)
 
 
+def restore_allowed(store: "OnlineStore") -> bool:
+    """Whether rows can be written with RESTORE: Redis 7.0+, and an ACL that lets this user run it.
+
+    Managed services often deny the ``@dangerous`` category, RESTORE included; the probe
+    restores a one-field hash under the store's prefix (expiring within seconds) and deletes it.
+    """
+    if store.server_version() < rdb.MIN_SERVER_VERSION:
+        return False
+    body, checksum = rdb.hash_payloads([codec.EVENT_TS], [pa.array(["0"])])
+    key = f"{store.prefix}:_sync:restore-probe"
+    with store._errors("checking that this user may RESTORE"):
+        try:
+            store.client.restore(key, int(time.time() * 1000) + 10_000, body[0].as_py() + checksum[0].as_py(),
+                                 replace=True, absttl=True)
+        except ResponseError:  # NOPERM, or a renamed/disabled command
+            return False
+        store.client.delete(key)
+    return True
+
+
 _DONE = object()
 
 
@@ -337,9 +359,9 @@ class BatchWriter:
 
     def __enter__(self) -> "BatchWriter":
         # Ask now: a bad URL fails here, before any warehouse work.
+        if self.store.restore is None:
+            self.store.restore = restore_allowed(self.store)
         self.restore = self.store.restore
-        if self.restore is None:
-            self.restore = self.store.server_version() >= rdb.MIN_SERVER_VERSION
         self.script = "restore_latest" if self.restore else "hset_latest:" + ",".join(self.fields)
         self._sha()
         self._thread = threading.Thread(target=self._run, name=f"fs-writer-{self.view.name}", daemon=True)
