@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from feature_store import offline
+from feature_store import offline, snapshot
 from feature_store.materialize import sync
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
 from feature_store.registry import Registry
@@ -34,7 +34,7 @@ def entities(registry: Registry, view) -> pa.Table:
 
 
 def latest_event_ts(registry: Registry, view, as_of: datetime) -> dict[tuple, datetime | None]:
-    reader, con = offline.snapshot(registry, view.name, as_of=as_of)
+    reader, con = snapshot.snapshot(registry, view.name, as_of=as_of)
     try:
         return {tuple(r[k] for k in view.join_keys): r["__event_ts"] for r in reader.read_all().to_pylist()}
     finally:

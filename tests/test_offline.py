@@ -193,24 +193,3 @@ def test_fstore_historical_bad_input_writes_nothing(built_project, tmp_path):
     assert proc.returncode == 1
     assert "timestamp column 'label_ts' is not in" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
-
-
-def test_a_large_snapshot_is_read_in_partitions_with_the_same_rows(store, latest):
-    from feature_store import offline
-
-    as_of = latest[1] + timedelta(minutes=1)
-    by_key = lambda rows: sorted(rows, key=lambda r: r["user_id"])  # noqa: E731
-    whole, con = offline.snapshot(store.registry, "user_order_features", as_of=as_of)
-    try:
-        expected = by_key(whole.read_all().to_pylist())
-    finally:
-        con.close()
-    assert whole.total_rows == len(expected) > 20
-    parts, con = offline.snapshot(store.registry, "user_order_features", as_of=as_of, partition_keys=7,
-                                  batch_rows=5)
-    try:
-        assert len(parts._spines) == -(-len(expected) // 7) and parts.total_rows == len(expected)
-        assert by_key([r for batch in parts for r in batch.to_pylist()]) == expected
-        assert by_key(parts.read_all().to_pylist()) == expected
-    finally:
-        con.close()

@@ -19,6 +19,8 @@ field              value (text)
 ``<feature>``      the value, formatted by its declared type (table below)
 ``__event_ts``     the row's event timestamp, integer microseconds since the epoch (UTC)
 ``__created_ts``   the row's created timestamp, same unit; absent when NULL / undeclared
+``__digest``       16 hex digits of the MD5 of the row's content and its view's definition:
+                   a row at the same timestamps with other content replaces the stored one
 =================  ================================================================
 
 A NULL feature value is an *absent field* in a key that exists (``__event_ts`` is
@@ -55,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CREATED_TS",
+    "DIGEST",
     "EVENT_TS",
     "decoder",
     "encode_column",
@@ -69,7 +72,8 @@ __all__ = [
 
 EVENT_TS = "__event_ts"
 CREATED_TS = "__created_ts"
-RESERVED_FIELDS = (EVENT_TS, CREATED_TS)
+DIGEST = "__digest"
+RESERVED_FIELDS = (EVENT_TS, CREATED_TS, DIGEST)
 
 # Order matters: "%" first, so the escapes we add are not escaped again.
 _ESCAPES = (("%", "%25"), ("{", "%7B"), ("}", "%7D"), (",", "%2C"), ("=", "%3D"))

@@ -197,7 +197,7 @@ def sync(
         raise ValueError(f"chunk must be a positive duration, got {chunk}")
     chosen = select_views(registry, views, select)
     if source is None:
-        from feature_store.offline import snapshot as source  # duckdb: only when syncing from the warehouse
+        from feature_store.snapshot import snapshot as source  # duckdb: only when syncing from the warehouse
     store.ping()  # fail before any warehouse work when Redis is unreachable
 
     report = SyncReport(views={}, now=now, dry_run=dry_run)
