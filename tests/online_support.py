@@ -110,7 +110,8 @@ class MemorySource:
         self.tables = tables
         self.calls: list[tuple] = []
 
-    def __call__(self, registry, view_name, as_of, since=None, batch_rows=50_000):
+    def __call__(self, registry, view_name, as_of, since=None, batch_rows=50_000, previous=None, **_):
+        # No fingerprints: every sync reads every entity (since=None), as a full read does.
         self.calls.append((view_name, as_of, since))
         view = registry.view(view_name)
         table = self.tables[view_name]
@@ -141,8 +142,7 @@ class MemorySource:
         schema = pa.schema([table.schema.field(k) for k in view.join_keys]
                            + [table.schema.field(f.name) for f in view.features]
                            + [pa.field("__event_ts", pa.timestamp("us")), pa.field("__created_ts", pa.timestamp("us"))])
-        result = pa.Table.from_pylist(out, schema)
-        return pa.RecordBatchReader.from_batches(schema, result.to_batches(max_chunksize=batch_rows)), _Closer()
+        return MemoryReader(pa.Table.from_pylist(out, schema), batch_rows)
 
 
 def _later(a, b) -> bool:
@@ -153,7 +153,22 @@ def _later(a, b) -> bool:
     return b[1] is None or a[1] > b[1]
 
 
-class _Closer:
+class MemoryReader:
+    """The rows of one MemorySource read, shaped like ``snapshot.SnapshotReader`` (no fingerprints)."""
+
+    fingerprints = None
+    plan = "every entity (in memory)"
+
+    def __init__(self, table: pa.Table, batch_rows: int):
+        self.table, self.batch_rows = table, batch_rows
+        self.total_rows = None  # like a source that cannot count ahead
+
+    def __iter__(self):
+        return iter(self.table.to_batches(max_chunksize=self.batch_rows))
+
+    def read_all(self) -> pa.Table:
+        return self.table
+
     def close(self):
         pass
 

@@ -1,4 +1,4 @@
-"""The sync: which views, counts, watermarks, full refresh, backfill chunks, dry run, and kill -9.
+"""The sync: which views, counts, the write rule, locks, lost data, backfill chunks, dry run, and kill -9.
 
 The warehouse is stood in for by ``MemorySource`` (tests/online_support.py), which returns
 the latest row per entity like ``offline.snapshot``; the real snapshot is exercised by
@@ -20,7 +20,7 @@ import redis
 
 from feature_store.errors import OnlineStoreError, UnknownFeatureView
 from feature_store.materialize import select_views, sync
-from feature_store.online import OnlineStore, get_online_features
+from feature_store.online import FieldStatus, OnlineStore, get_online_features
 from online_support import MemorySource, make_registry, make_tables, redis_state, utc_now
 
 pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings("ignore:feature .* is deprecated:FutureWarning")]
@@ -42,7 +42,7 @@ def store(redis_url):
 
 
 def latest(source: MemorySource, view_name: str, as_of) -> list[dict]:
-    reader, _ = source(REG, view_name, as_of=as_of)
+    reader = source(REG, view_name, as_of=as_of)
     source.calls.pop()
     return reader.read_all().to_pylist()
 
@@ -69,7 +69,7 @@ def test_sync_writes_every_online_view_and_reports_counts(store, now):
     assert expired >= 120 // 9  # at least the users whose rows are all older than the 2d ttl
     assert orders.expired_on_arrival == expired
     assert orders.keys_written == 120 - expired and orders.skipped_older == 0
-    assert orders.mode == "incremental" and orders.since is None and orders.as_of == now
+    assert orders.mode == "full" and orders.reason.startswith("no finished sync") and orders.as_of == now
     assert report.rows_read == sum(v.rows_read for v in report.views.values())
     assert report.keys_written + report.expired_on_arrival == report.rows_read
     client = redis.Redis.from_url(store.url)
@@ -81,39 +81,47 @@ def test_sync_writes_every_online_view_and_reports_counts(store, now):
     assert data["total"]["keys_written"] == report.keys_written and data["sample"] == []
 
 
-def test_rerun_is_a_no_op_and_full_refresh_skips_everything_as_equal(store, now):
+def test_rerun_writes_nothing_and_full_refresh_skips_everything_as_unchanged(store, now):
     source = MemorySource(REG, make_tables(now, users=60))
     first = sync(REG, store, now=now, source=source)
-    before = redis_state(store.url)
+    before = data_keys(store.url)
+    # This source has no fingerprints, so every sync reads every entity: Redis skips them all.
     again = sync(REG, store, now=now, source=source)
-    assert again.rows_read == 0 and again.keys_written == 0  # incremental: nothing changed since the watermark
-    assert source.calls[-1][2] == now
+    assert again.rows_read == first.rows_read and again.keys_written == 0
+    assert again.unchanged == first.keys_written and again.skipped_older == 0
+    assert all(v.reason == "the last sync left no warehouse fingerprints" for v in again.views.values())
     full = sync(REG, store, now=now, source=source, full_refresh=True)
-    assert full.rows_read == first.rows_read and full.keys_written == 0
-    assert full.skipped_older == first.keys_written
-    assert full.views["user_txn_features"].mode == "full"
-    assert redis_state(store.url) == before
+    assert full.keys_written == 0 and full.unchanged == first.keys_written
+    assert full.views["user_txn_features"].mode == "full" and full.views["user_txn_features"].reason == "--full-refresh"
+    assert data_keys(store.url) == before
 
 
-def test_incremental_sync_reads_only_what_changed_since_the_watermark(store, now):
+def test_a_fix_at_the_same_timestamps_and_a_late_row_reach_redis(store, now):
     tables = make_tables(now, users=50)
     source = MemorySource(REG, tables)
-    sync(REG, store, now=now, source=source, views=["user_txn_features"])
-    assert store.get_watermark("user_txn_features") == now
-    later = now + timedelta(minutes=5)
-    extra = [{"user_id": u, "event_ts": now + timedelta(minutes=2), "txn_velocity_60s": 40 + u, "txn_amount_10m": 1.5,
-              "txn_last_category": "new"} for u in (2, 5)]
+    sync(REG, store, now=now, source=source)
+    # A logic fix: the same event and created timestamps, other values.
+    orders = tables["user_order_features"]
+    fixed = pa.table({n: orders[n] if n != "user_7d_orders" else pa.array([999] * orders.num_rows, pa.int64())
+                      for n in orders.column_names})
+    tables["user_order_features"] = fixed
+    # A late row: timed before the last sync, inserted after it.
+    late = [{"user_id": 2, "event_ts": now - timedelta(seconds=10), "txn_velocity_60s": 77, "txn_amount_10m": 1.5,
+             "txn_last_category": "late"}]
     tables["user_txn_features"] = pa.concat_tables(
-        [tables["user_txn_features"], pa.Table.from_pylist(extra, tables["user_txn_features"].schema)])
-    report = sync(REG, store, now=later, source=source, views=["user_txn_features"])
-    view_report = report.views["user_txn_features"]
-    assert view_report.since == now and source.calls[-1][1:] == (later, now)
-    # Users 2 and 5 changed; the future rows (every third user, at now + 1h) are still not visible.
-    assert view_report.rows_read == 2 and view_report.keys_written == 2
-    got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 2}, {"user_id": 5}],
-                              now=later)
-    assert got.to_dict()["txn_velocity_60s"] == [42, 45]
-    assert store.get_watermark("user_txn_features") == later
+        [tables["user_txn_features"], pa.Table.from_pylist(late, tables["user_txn_features"].schema)])
+    report = sync(REG, store, now=now, source=source)
+    live = [r for r in latest(source, "user_order_features", now) if r["__event_ts"] is not None]
+    assert report.views["user_order_features"].keys_written == len(live) > 0
+    assert report.views["user_txn_features"].keys_written == 1
+    assert_store_matches(store, source, now)
+    got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 2}], now=now)
+    assert got.to_dict()["txn_velocity_60s"] == [77]
+
+
+def data_keys(url: str) -> dict:
+    """The feature keys of a store (not the sync state, whose times differ run to run)."""
+    return {k: v for k, v in redis_state(url).items() if b":_sync:" not in k}
 
 
 def test_backfill_runs_in_chunks_with_a_checkpoint_and_resumes(store, now):
@@ -122,14 +130,14 @@ def test_backfill_runs_in_chunks_with_a_checkpoint_and_resumes(store, now):
     start, end = now - timedelta(hours=72), now
     calls = []
 
-    def failing(registry, view_name, as_of, since=None, batch_rows=0):
+    def failing(registry, view_name, as_of, since=None, batch_rows=0, **_):
         calls.append((since, as_of))
         if len(calls) == 2:
             raise RuntimeError("warehouse went away")
         return source(registry, view_name, as_of=as_of, since=since, batch_rows=batch_rows)
 
-    with pytest.raises(RuntimeError):
-        sync(REG, store, views=["user_order_features"], start=start, end=end, chunk="1d", now=now, source=failing)
+    failed = sync(REG, store, views=["user_order_features"], start=start, end=end, chunk="1d", now=now, source=failing)
+    assert failed.failed == {"user_order_features": "RuntimeError: warehouse went away"}
     label = f"{start.isoformat(sep=' ')}/{end.isoformat(sep=' ')}"
     assert store.get_checkpoint("user_order_features", label) == start + timedelta(days=1)
     report = sync(REG, store, views=["user_order_features"], start=start, end=end, chunk="1d", now=now,
@@ -138,15 +146,14 @@ def test_backfill_runs_in_chunks_with_a_checkpoint_and_resumes(store, now):
     assert vr.mode == "backfill" and vr.chunks == 2  # days 2 and 3 only
     assert calls[2:] == [(start + timedelta(days=1), start + timedelta(days=2)), (start + timedelta(days=2), end)]
     assert store.get_checkpoint("user_order_features", label) == end
-    assert store.get_watermark("user_order_features") is None  # a backfill leaves the incremental watermark alone
+    assert "as_of" not in store.sync_state("user_order_features")  # a backfill is not a finished sync
     # Done: running it again reads nothing; the final state equals one plain sync's.
     assert sync(REG, store, views=["user_order_features"], start=start, end=end, chunk="1d", now=now,
                 source=failing).views["user_order_features"].chunks == 0
     clean = OnlineStore.for_registry(REG, url=store.url.rsplit("/", 1)[0] + "/1")
     redis.Redis.from_url(clean.url).flushdb()
     sync(REG, clean, views=["user_order_features"], now=now, source=source)
-    data = lambda url: {k: v for k, v in redis_state(url).items() if b":_sync:" not in k}  # noqa: E731
-    assert data(store.url) == data(clean.url)
+    assert data_keys(store.url) == data_keys(clean.url)
 
 
 def test_dry_run_writes_nothing_and_counts_like_a_real_run(store, now):
@@ -163,7 +170,7 @@ def test_dry_run_writes_nothing_and_counts_like_a_real_run(store, now):
         assert (d.rows_read, d.keys_written, d.expired_on_arrival) == (r.rows_read, r.keys_written, r.expired_on_arrival)
     # A dry run against a full store says everything would be skipped.
     again = sync(REG, store, now=now, source=source, dry_run=True, full_refresh=True)
-    assert again.keys_written == 0 and again.skipped_older == real.keys_written
+    assert again.keys_written == 0 and again.unchanged == real.keys_written
 
 
 def test_progress_reports_rows_done_per_acknowledged_batch(store, now):
@@ -191,7 +198,7 @@ def test_redis_down_fails_before_reading_the_warehouse(now):
     from conftest import free_port
 
     source = MemorySource(REG, make_tables(now, users=5))
-    down = OnlineStore(f"redis://127.0.0.1:{free_port()}/0", prefix="fs:p:t", retries=1, backoff_base=0.01)
+    down = OnlineStore(f"redis://127.0.0.1:{free_port()}/0", prefix="fs:p:t", retries=1, backoff=0.01)
     with pytest.raises(OnlineStoreError, match="cannot reach Redis"):
         sync(REG, down, now=now, source=source)
     assert source.calls == []
@@ -214,7 +221,7 @@ def progress(view, done, total):
     time.sleep(0.05)
 
 sync(reg, OnlineStore.for_registry(reg, url=url), now=now, source=MemorySource(reg, make_tables(now, users=300)),
-     batch_rows=20, progress=progress)
+     batch_rows=20, progress=progress, lease=1.0)
 print("finished")
 """
 
@@ -237,17 +244,19 @@ def test_a_sync_killed_with_sigkill_and_rerun_ends_like_a_clean_run(redis_url, n
 
     client = redis.Redis.from_url(redis_url)
     partial = client.dbsize()
-    assert partial > 0 and client.hget("fs:proj:dev:_sync:merchant_pair", "watermark") is None
+    assert partial > 0 and client.hget("fs:proj:dev:_sync:merchant_pair", "as_of") is None
 
     source = MemorySource(REG, make_tables(now, users=300))
     resumed = OnlineStore.for_registry(REG, url=redis_url)
-    sync(REG, resumed, now=now, source=source)
+    # The dead sync's lock lives out its lease (short here); the rerun waits for it.
+    report = sync(REG, resumed, now=now, source=source, wait=10)
+    assert report.ok, report.failed
     clean_url = redis_url.rsplit("/", 1)[0] + "/2"
     redis.Redis.from_url(clean_url).flushdb()
     sync(REG, OnlineStore.for_registry(REG, url=clean_url), now=now, source=source)
-    state = redis_state(redis_url)
-    assert len(state) > partial
-    assert state == redis_state(clean_url)
+    state = data_keys(redis_url)
+    assert len(state) > partial - len(ONLINE)
+    assert state == data_keys(clean_url)
 
 
 def test_a_dropped_connection_mid_sync_is_retried_and_the_result_is_complete(store, now):
@@ -261,6 +270,86 @@ def test_a_dropped_connection_mid_sync_is_retried_and_the_result_is_complete(sto
 
     report = sync(REG, store, now=now, source=source, batch_rows=20, progress=progress)
     assert sum(kills) >= 1
-    # A resent batch counts its rows that had landed before the drop as skipped.
-    assert report.keys_written + report.skipped_older + report.expired_on_arrival == report.rows_read
+    # A resent batch counts its rows that had landed before the drop as unchanged.
+    assert report.ok, report.failed
+    assert report.keys_written + report.unchanged + report.expired_on_arrival == report.rows_read
     assert_store_matches(store, source, now)
+
+
+def test_one_failing_view_does_not_stop_the_others(store, now):
+    source = MemorySource(REG, make_tables(now, users=30))
+
+    def broken(registry, view_name, **kwargs):
+        if view_name == "merchant_pair":
+            raise OnlineStoreError("merchant_pair: something the warehouse said")
+        if view_name == "all_types":
+            bad = source(registry, view_name, **kwargs).read_all()
+            # A value the codec cannot carry: a list in an int column.
+            table = bad.set_column(bad.column_names.index("f_int"), "f_int", pa.array([[1]] * bad.num_rows))
+            from online_support import MemoryReader
+            return MemoryReader(table, 50)
+        return source(registry, view_name, **kwargs)
+
+    report = sync(REG, store, now=now, source=broken)
+    assert set(report.failed) == {"merchant_pair", "all_types"} and not report.ok
+    assert report.failed["merchant_pair"] == "merchant_pair: something the warehouse said"
+    assert "\n" not in report.failed["all_types"] and report.failed["all_types"].split(":")[0].endswith("Error")
+    for name in ("user_order_features", "user_txn_features"):  # sorted after the failures, still synced
+        assert report.views[name].keys_written > 0 and store.sync_state(name)["as_of"]
+    assert store.sync_state("merchant_pair") == {} and report.to_dict()["ok"] is False
+
+
+def test_a_second_sync_of_a_view_waits_for_the_first_then_fails_with_its_holder(store, now):
+    source = MemorySource(REG, make_tables(now, users=10))
+    raw = redis.Redis.from_url(store.url)
+    raw.set(store.lock_key("user_txn_features"), "otherhost:123:abc", px=60_000)
+    said = []
+    report = sync(REG, store, views=["user_txn_features", "merchant_pair"], now=now, source=source, wait=1.2,
+                  on_wait=said.append)
+    assert "otherhost:123:abc" in report.failed["user_txn_features"] and "--wait" in report.failed["user_txn_features"]
+    assert said and "waiting for another sync (otherhost:123:abc)" in said[0]
+    assert report.views["merchant_pair"].keys_written > 0  # its own lock was free
+    assert raw.get(store.lock_key("merchant_pair")) is None  # released when done
+    raw.delete(store.lock_key("user_txn_features"))
+    assert sync(REG, store, views=["user_txn_features"], now=now, source=source).ok
+
+
+def test_a_flush_during_a_sync_fails_it_and_the_next_sync_rewrites_everything(store, now):
+    source = MemorySource(REG, make_tables(now, users=200))
+    admin = redis.Redis.from_url(store.url)
+    flushed = []
+
+    def progress(view, done, total):
+        if view == "user_order_features" and not flushed:  # as a restart or failover to an empty replica would
+            flushed.append(admin.flushall())
+
+    report = sync(REG, store, now=now, source=source, batch_rows=20, progress=progress)
+    assert "sync lock of user_order_features is gone" in report.failed["user_order_features"]
+    assert store.sync_state("user_order_features") == {}  # no state: nothing of this run is trusted
+    got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": 1}], now=now)
+    assert got.statuses["user_7d_orders"] == [FieldStatus.NOT_SYNCED] and got.imputed == {}
+    again = sync(REG, store, now=now, source=source)
+    assert again.ok and again.views["user_order_features"].mode == "full"
+    assert again.views["all_types"].reason.startswith("no finished sync")  # flushed too: its state is gone
+    assert_store_matches(store, source, now)
+
+
+def test_evictions_fail_the_sync_and_the_next_one_rewrites(tmp_path, now):
+    from conftest import start_redis
+
+    proc, port = start_redis(tmp_path, "--maxmemory", "1500kb", "--maxmemory-policy", "allkeys-lru")
+    try:
+        store = OnlineStore.for_registry(REG, url=f"redis://127.0.0.1:{port}/0")
+        source = MemorySource(REG, make_tables(now, users=3000))
+        report = sync(REG, store, now=now, source=source, views=["all_types", "user_txn_features"])
+        assert any("maxmemory-policy allkeys-lru" in w for w in report.warnings)
+        assert any("evicted" in reason for reason in report.failed.values()), report.failed
+        redis.Redis(port=port).config_set("maxmemory", "0")
+        again = sync(REG, store, now=now, source=source, views=["all_types", "user_txn_features"])
+        assert again.ok and all(v.mode == "full" for v in again.views.values())
+        assert again.keys_written > 0  # what was evicted is written back
+        third = sync(REG, store, now=now, source=source, views=["all_types", "user_txn_features"])
+        assert third.keys_written == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

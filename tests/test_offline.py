@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import re
+import shutil
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -15,8 +20,10 @@ import pytest
 
 from feature_store import FeatureStore
 from feature_store.errors import EntityDataFrameError, UnknownFeature, UnknownFeatureView, WarehouseError
+from feature_store.offline import connect, get_historical_features
+from feature_store.registry import Registry
 
-FSTORE = str(__import__("pathlib").Path(sys.executable).parent / "fstore")
+FSTORE = str(Path(sys.executable).parent / "fstore")
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +80,7 @@ def test_duplicate_feature_names_need_full_feature_names():
     import orjson
     import yaml
 
-    from feature_store.offline import get_historical_features
-    from feature_store.registry import Registry
-
-    fixture = __import__("pathlib").Path(__file__).parent / "fixtures" / "registry"
+    fixture = Path(__file__).parent / "fixtures" / "registry"
     manifest = orjson.loads((fixture / "manifest.json").read_bytes())
     cols = manifest["nodes"]["model.feature_store.txn_features"]["columns"]
     cols["user_7d_orders"] = {**copy.deepcopy(cols["txn_amount"]), "name": "user_7d_orders"}
@@ -151,21 +155,80 @@ def test_compiled_sql_is_cached(store, latest):
     assert cached
 
 
-def test_locked_warehouse_gives_a_clear_error(built_project, latest, tmp_path):
-    uid, ts = latest
+@pytest.fixture
+def private_registry(store, tmp_path) -> Registry:
+    """The built project's registry, reading a private copy of its DuckDB file that a test may lock."""
+    path = tmp_path / store.registry.target.path.name  # the file name is the catalog name the SQL uses
+    shutil.copy(store.registry.target.path, path)
+    registry = copy.copy(store.registry)
+    registry.target = dataclasses.replace(registry.target, path=path)
+    return registry
+
+
+def hold_write_lock(path: Path, seconds: float) -> subprocess.Popen:
+    """Another process holding DuckDB's write lock on ``path`` for ``seconds``, as `dbt build` does."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(30)",
-         str(built_project / "feature_store.duckdb")],
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+         "time.sleep(float(sys.argv[2])); c.close()", str(path), str(seconds)],
         stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def open_for_writing(path: Path) -> None:
+    """Open ``path`` for writing in another process, as `dbt build` would; fails while anyone holds it."""
+    subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()", str(path)],
+                   check=True, capture_output=True)
+
+
+def test_a_locked_warehouse_is_a_prompt_clear_error(private_registry, latest):
+    uid, ts = latest
+    path = private_registry.target.path
+    holder = hold_write_lock(path, 30)
     try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(WarehouseError, match="locked by another process"):
-            FeatureStore(project_dir=built_project).get_historical_features(
-                spine([(uid, ts)]), ["user_order_features"]).to_df()
+        job = get_historical_features(private_registry, spine([(uid, ts)]), ["user_order_features"])
+        with pytest.raises(WarehouseError, match=rf"warehouse file {re.escape(str(path))} is locked: another process "
+                                                 r"\(PID \d+, .*\) holds DuckDB's write lock, usually a running "
+                                                 r"`dbt build`.*fstore --wait 60s"):
+            job.to_df()
+        started = time.monotonic()
+        with pytest.raises(WarehouseError, match=r"is locked still, after waiting 0.3s: another process"):
+            connect(private_registry, wait=0.3)
+        assert time.monotonic() - started < 1.5
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_connect_waits_for_a_writer_and_says_so(private_registry):
+    holder = hold_write_lock(private_registry.target.path, 2)
+    notes: list[str] = []
+    try:
+        started = time.monotonic()
+        connect(private_registry, wait=10, on_wait=notes.append).close()
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert 1 < waited < 8
+    assert notes and 1 <= len(notes) <= waited + 1.5  # about once a second
+    assert f"waiting for {private_registry.target.path}: another process (PID {holder.pid}" in notes[0]
+    assert "holds DuckDB's write lock (usually a running `dbt build`); 0s of 10s" in notes[0]
+
+
+def test_a_training_set_read_waits_for_a_build_and_then_lets_it_write(private_registry):
+    job = get_historical_features(private_registry, "stg_churn_labels", ["user_order_features"],
+                                  timestamp_column="label_ts", wait=10, on_wait=(notes := []).append)
+    open_for_writing(private_registry.target.path)  # checking the spine left the file free
+    holder = hold_write_lock(private_registry.target.path, 1)
+    try:
+        table = job.to_arrow()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert table.num_rows > 0 and notes
+    open_for_writing(private_registry.target.path)  # the read has closed the file
 
 
 def test_fstore_historical_writes_a_training_set(built_project, tmp_path, latest):

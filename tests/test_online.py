@@ -32,20 +32,18 @@ REG = make_registry()
 HYPO = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+def mark_synced(store: OnlineStore) -> None:
+    """Record a finished sync of every view, as `fstore sync` would: reads then serve what is there."""
+    client = redis.Redis.from_url(store.url)
+    for name in REG.views:
+        client.hset(store.sync_key(name), "as_of", "2026-01-01 00:00:00")
+    client.close()
+
+
 @pytest.fixture
 def store(redis_url):
     s = OnlineStore.for_registry(REG, url=redis_url)
-    yield s
-    s.close()
-
-
-# Both ways of writing a row: RESTORE of a DUMP payload (Redis 7.0+) and HSET (older servers).
-WRITE_MODES = pytest.mark.parametrize("restore", [True, False], ids=["restore", "hset"])
-
-
-@pytest.fixture
-def writing_store(redis_url, restore):
-    s = OnlineStore.for_registry(REG, url=redis_url, restore=restore)
+    mark_synced(s)
     yield s
     s.close()
 
@@ -168,15 +166,15 @@ def test_prefix_separates_targets(redis_url):
     dev.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 3, "__event_ts": utc_now()}],
                          TXN_TYPES))
     assert prod.prefix == "fs:proj:prod"
+    # prod has never been synced into this Redis: nothing there is served as if it were real.
     assert get_online_features(REG, prod, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}],
-                               apply_fallbacks=False).statuses["txn_velocity_60s"] == [FieldStatus.NOT_FOUND]
+                               apply_fallbacks=False).statuses["txn_velocity_60s"] == [FieldStatus.NOT_SYNCED]
 
 
 # -- writes -----------------------------------------------------------------------------------
 
 
-@WRITE_MODES
-def test_every_type_round_trips_through_redis_and_null_differs_from_missing(writing_store):
+def test_every_type_round_trips_through_redis_and_null_differs_from_missing(store):
     view = REG.view("all_types")
     now = utc_now()
     data = [
@@ -188,111 +186,77 @@ def test_every_type_round_trips_through_redis_and_null_differs_from_missing(writ
     types = {"user_id": pa.int64(), "f_int": pa.int64(), "f_float": pa.float64(), "f_decimal": pa.decimal128(18, 4),
              "f_string": pa.string(), "f_bool": pa.bool_(), "f_ts": pa.timestamp("us"),
              "f_tstz": pa.timestamp("us", "UTC"), "f_date": pa.date32()}
-    result = writing_store.write(view, rows("all_types", data, types))
+    result = store.write(view, rows("all_types", data, types))
     assert (result.written, result.skipped_older, result.expired_on_arrival) == (2, 0, 0)
-    response = get_online_features(REG, writing_store, ["all_types"], [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}])
+    response = get_online_features(REG, store, ["all_types"], [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}])
     got = response.to_dict()
     for name in view.feature_names:
         assert same(got[name][0], data[0][name]), name
         assert got[name][1:] == [None, None]
     statuses = response.statuses
     assert statuses["f_int"] == [FieldStatus.PRESENT, FieldStatus.NULL_VALUE, FieldStatus.NOT_FOUND]
-    raw = redis.Redis.from_url(writing_store.url)
-    assert raw.hgetall(writing_store.key(view, {"user_id": 2})) == {b"__event_ts": str(codec.micros(now)).encode()}
-    assert raw.ttl(writing_store.key(view, {"user_id": 1})) == -1  # no ttl on the view: no expiry
+    raw = redis.Redis.from_url(store.url)
+    stored = raw.hgetall(store.key(view, {"user_id": 2}))
+    assert set(stored) == {b"__event_ts", b"__digest"} and stored[b"__event_ts"] == str(codec.micros(now)).encode()
+    assert raw.ttl(store.key(view, {"user_id": 1})) == -1  # no ttl on the view: no expiry
 
 
-@WRITE_MODES
-def test_write_expires_keys_at_event_ts_plus_ttl_and_skips_expired_rows(writing_store):
+def test_write_expires_keys_at_event_ts_plus_ttl_and_skips_expired_rows(store):
     view = REG.view("user_txn_features")  # ttl 10m
     now = utc_now().replace(microsecond=500_000)
     data = [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": now - timedelta(minutes=4)},
             {"user_id": 2, "txn_velocity_60s": 1, "__event_ts": now - timedelta(minutes=11)},  # past its ttl
             {"user_id": 3, "txn_velocity_60s": None, "__event_ts": None}]  # expired as of the snapshot
-    result = writing_store.write(view, rows("user_txn_features", data, TXN_TYPES))
+    result = store.write(view, rows("user_txn_features", data, TXN_TYPES))
     assert (result.rows, result.written, result.expired_on_arrival) == (3, 1, 2)
-    raw = redis.Redis.from_url(writing_store.url)
+    raw = redis.Redis.from_url(store.url)
     expires = (now - timedelta(minutes=4) + timedelta(minutes=10)).replace(tzinfo=timezone.utc)
-    assert raw.pexpiretime(writing_store.key(view, {"user_id": 1})) == math.ceil(expires.timestamp() * 1000)
-    assert raw.exists(writing_store.key(view, {"user_id": 2})) == 0
+    assert raw.pexpiretime(store.key(view, {"user_id": 1})) == math.ceil(expires.timestamp() * 1000)
+    assert raw.exists(store.key(view, {"user_id": 2})) == 0
 
 
-@WRITE_MODES
-def test_rewriting_the_same_rows_is_a_no_op_and_older_rows_never_win(writing_store):
+def test_rewriting_the_same_rows_is_a_no_op_and_older_rows_never_win(store):
     view = REG.view("user_order_features")
     t = utc_now()
     new = [{"user_id": 1, "user_7d_orders": 5, "__event_ts": t, "__created_ts": t}]
     old = [{"user_id": 1, "user_7d_orders": 4, "__event_ts": t - timedelta(hours=1), "__created_ts": t}]
-    assert writing_store.write(view, rows("user_order_features", new, ORDER_TYPES)).written == 1
-    again = writing_store.write(view, rows("user_order_features", new, ORDER_TYPES))
-    assert (again.written, again.skipped_older) == (0, 1)
-    assert writing_store.write(view, rows("user_order_features", old, ORDER_TYPES)).skipped_older == 1
+    assert store.write(view, rows("user_order_features", new, ORDER_TYPES)).written == 1
+    again = store.write(view, rows("user_order_features", new, ORDER_TYPES))
+    assert (again.written, again.skipped_older, again.unchanged) == (0, 0, 1)
+    assert store.write(view, rows("user_order_features", old, ORDER_TYPES)).skipped_older == 1
     # Same event time, later created time: a correction, which wins; NULL created loses.
     fix = [{"user_id": 1, "user_7d_orders": 6, "__event_ts": t, "__created_ts": t + timedelta(seconds=1)}]
-    assert writing_store.write(view, rows("user_order_features", fix, ORDER_TYPES)).written == 1
+    assert store.write(view, rows("user_order_features", fix, ORDER_TYPES)).written == 1
     nul = [{"user_id": 1, "user_7d_orders": 7, "__event_ts": t, "__created_ts": None}]
-    assert writing_store.write(view, rows("user_order_features", nul, ORDER_TYPES)).skipped_older == 1
-    got = get_online_features(REG, writing_store, ["user_order_features:user_7d_orders"], [{"user_id": 1}])
+    assert store.write(view, rows("user_order_features", nul, ORDER_TYPES)).skipped_older == 1
+    got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": 1}])
     assert got.to_dict()["user_7d_orders"] == [6]
 
 
 
-@WRITE_MODES
-def test_a_newer_row_replaces_the_whole_hash(writing_store):
+def test_a_newer_row_replaces_the_whole_hash(store):
     """Fields the row does not carry (a feature since dropped from the view) do not outlive it."""
     view = REG.view("user_txn_features")
     t = utc_now()
-    writing_store.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": t}], TXN_TYPES))
-    raw = redis.Redis.from_url(writing_store.url)
-    key = writing_store.key(view, {"user_id": 1})
+    store.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": t}], TXN_TYPES))
+    raw = redis.Redis.from_url(store.url)
+    key = store.key(view, {"user_id": 1})
     raw.hset(key, "dropped_feature", "1")
     later = [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": t + timedelta(seconds=1)}]
-    assert writing_store.write(view, rows("user_txn_features", later, TXN_TYPES)).written == 1
-    assert set(raw.hgetall(key)) == {b"__event_ts", b"txn_velocity_60s"}
+    assert store.write(view, rows("user_txn_features", later, TXN_TYPES)).written == 1
+    assert set(raw.hgetall(key)) == {b"__event_ts", b"txn_velocity_60s", b"__digest"}
 
-
-def test_the_write_mode_follows_the_server_version(store, monkeypatch):
-    assert store.restore is None and store.server_version() >= (7, 0)
-    with store.writer(REG.view("user_txn_features")) as w:
-        assert w.restore and store.restore  # decided once per store
-    assert not redis.Redis.from_url(store.url).keys("*probe*")  # the probe key is gone
-    store.restore = None
-    monkeypatch.setattr(store, "server_version", lambda: (6, 2, 14))
-    view = REG.view("user_txn_features")
-    with store.writer(view) as w:
-        assert not w.restore
-        w.submit(rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 4, "__event_ts": utc_now()}], TXN_TYPES))
-    assert [r.written for r in w.acknowledged()] == [1]
-    got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
-    assert got.to_dict()["txn_velocity_60s"] == [4]
-
-
-def test_a_user_the_acl_denies_restore_writes_with_hset(redis_url):
-    admin = redis.Redis.from_url(redis_url)
-    admin.acl_setuser("no_restore", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
-                      commands=["+@all", "-restore"])
-    try:
-        store = OnlineStore.for_registry(REG, url=redis_url.replace("redis://", "redis://no_restore:pw@"))
-        view = REG.view("user_txn_features")
-        result = store.write(view, rows("user_txn_features", [{"user_id": 9, "txn_velocity_60s": 2,
-                                                               "__event_ts": utc_now()}], TXN_TYPES))
-        assert result.written == 1 and store.restore is False
-        got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 9}])
-        assert got.to_dict()["txn_velocity_60s"] == [2]
-        store.close()
-    finally:
-        admin.acl_deluser("no_restore")
 
 WRITE = st.tuples(st.integers(0, 3), st.integers(0, 4), st.one_of(st.none(), st.integers(0, 2)))
 
 
-@WRITE_MODES
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(st.lists(WRITE, min_size=1, max_size=6), min_size=1, max_size=6))
-def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, restore, batches):
+def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, batches):
     """Any order of writes, batched any way, leaves the newest (event ts, created ts) per key."""
     redis.Redis.from_url(redis_url).flushall()
-    store = OnlineStore.for_registry(REG, url=redis_url, restore=restore)
+    store = OnlineStore.for_registry(REG, url=redis_url)
+    mark_synced(store)
     view = REG.view("user_order_features")
     base = utc_now().replace(microsecond=0)
 
@@ -306,7 +270,7 @@ def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, restor
     total = 0
     for batch in batches:
         result = store.write(view, rows("user_order_features", [row(*w) for w in batch], ORDER_TYPES))
-        assert result.written + result.skipped_older == len(batch)
+        assert result.written + result.skipped_older + result.unchanged == len(batch)
         total += len(batch)
     newest = {}
     for batch in batches:
@@ -319,15 +283,14 @@ def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, restor
     store.close()
 
 
-@WRITE_MODES
-def test_writes_recover_from_a_script_flush(writing_store):
+def test_writes_recover_from_a_script_flush(store):
     view = REG.view("user_txn_features")
-    writing_store.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": utc_now()}], TXN_TYPES))
-    redis.Redis.from_url(writing_store.url).script_flush()
+    store.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": utc_now()}], TXN_TYPES))
+    redis.Redis.from_url(store.url).script_flush()
     later = [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": utc_now()}]
-    assert writing_store.write(view, rows("user_txn_features", later, TXN_TYPES)).written == 1
-    redis.Redis.from_url(writing_store.url).script_flush()
-    got = get_online_features(REG, writing_store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
+    assert store.write(view, rows("user_txn_features", later, TXN_TYPES)).written == 1
+    redis.Redis.from_url(store.url).script_flush()
+    got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
     assert got.to_dict()["txn_velocity_60s"] == [2]
 
 
@@ -435,7 +398,8 @@ def test_one_round_trip_whatever_the_number_of_entities_and_views(loaded, monkey
     assert len(response) == 100 and len(sends) == 1  # every command in one write, then the replies
     stats = raw.info("commandstats")
     assert stats["cmdstat_hmget"]["calls"] == 200  # 100 entities x 2 views
-    assert set(stats) == {"cmdstat_hmget", "cmdstat_config|resetstat"}
+    assert stats["cmdstat_hget"]["calls"] == 2  # whether each view has a finished sync, same round trip
+    assert set(stats) == {"cmdstat_hmget", "cmdstat_hget", "cmdstat_config|resetstat"}
 
 
 def test_entity_rows_are_checked(loaded):
@@ -484,8 +448,8 @@ def test_redis_down_is_a_clear_error_after_bounded_retries():
     from conftest import free_port
 
     port = free_port()  # nothing listens here
-    store = OnlineStore(f"redis://:s3cret@127.0.0.1:{port}/0", prefix="fs:p:t", retries=2, backoff_base=0.01,
-                        backoff_cap=0.05, connect_timeout=0.5)
+    store = OnlineStore(f"redis://:s3cret@127.0.0.1:{port}/0", prefix="fs:p:t", retries=2, backoff=0.01,
+                        connect_timeout=0.5)
     began = time.monotonic()
     with pytest.raises(OnlineStoreError) as info:
         get_online_features(REG, store, ["user_order_features"], [{"user_id": 1}])
@@ -526,6 +490,7 @@ def test_password_urls_work_and_a_wrong_password_is_a_clear_error(tmp_path):
     proc, port = start_redis(tmp_path, "--requirepass", "s3cret")
     try:
         good = OnlineStore.for_registry(REG, url=f"redis://:s3cret@127.0.0.1:{port}/0")
+        mark_synced(good)
         good.write(REG.view("user_txn_features"),
                    rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": utc_now()}], TXN_TYPES))
         got = get_online_features(REG, good, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
@@ -538,3 +503,131 @@ def test_password_urls_work_and_a_wrong_password_is_a_clear_error(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def hung_server():
+    """A TCP server on loopback that accepts connections and never answers; counts the connections."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(conn)  # kept open, never read from or written to
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, accepted
+
+
+def test_a_hung_redis_bounds_a_read_with_the_default_settings():
+    server, accepted = hung_server()
+    try:
+        store = OnlineStore(f"redis://127.0.0.1:{server.getsockname()[1]}/0", prefix="fs:proj:dev")
+        began = time.monotonic()
+        with pytest.raises(OnlineStoreError, match="cannot reach Redis"):
+            get_online_features(REG, store, ["user_order_features"], [{"user_id": 1}])
+        elapsed = time.monotonic() - began
+        # One attempt per retry, no nesting (the landed code waited 164 s here). The bound is
+        # ~1 s by construction; a slow machine gets slack, a regression to nested retries does not.
+        assert len(accepted) == store.retries + 1 == 3
+        assert elapsed < 5, elapsed
+        quick = OnlineStore(f"redis://127.0.0.1:{server.getsockname()[1]}/0?socket_timeout=0.05", prefix="p",
+                            retries=0)
+        with pytest.raises(OnlineStoreError):
+            quick.ping()
+        assert len(accepted) == 4
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_refused_credentials_are_not_retried(tmp_path):
+    from conftest import start_redis
+
+    proc, port = start_redis(tmp_path, "--requirepass", "s3cret")
+    try:
+        admin = redis.Redis(port=port, password="s3cret")
+        admin.config_resetstat()
+        bad = OnlineStore(f"redis://:wrong@127.0.0.1:{port}/0", prefix="p", retries=5, backoff=0.2)
+        began = time.monotonic()
+        with pytest.raises(OnlineStoreError, match="refused the credentials"):
+            bad.ping()
+        assert time.monotonic() - began < 0.5  # five retries with backoff would take 6 s
+        assert admin.info("stats")["total_connections_received"] == 1  # one attempt (admin connected before the reset)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_view_never_synced_here_is_not_synced_not_imputed_and_gated_features_raise(redis_url):
+    store = OnlineStore.for_registry(REG, url=redis_url)
+    view = REG.view("user_order_features")
+    store.write(view, rows("user_order_features", [{"user_id": 1, "user_7d_orders": 3, "__event_ts": utc_now()}],
+                           ORDER_TYPES))
+    got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": 1}, {"user_id": 2}])
+    # user_7d_orders imputes 0 when missing: an empty or foreign Redis must not look like real zeros.
+    assert got.to_dict()["user_7d_orders"] == [None, None] and got.imputed == {}
+    assert got.statuses["user_7d_orders"] == [FieldStatus.NOT_SYNCED] * 2
+    with pytest.raises(FeatureMissing, match="no finished sync"):
+        get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
+    mark_synced(store)
+    got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": 1}, {"user_id": 2}])
+    assert got.to_dict()["user_7d_orders"] == [3, 0]
+    assert got.statuses["user_7d_orders"] == [FieldStatus.PRESENT, FieldStatus.IMPUTED]
+
+
+def test_the_same_version_with_other_content_replaces_the_stored_row(store):
+    """A logic fix rebuilt at the same timestamps must reach Redis; an equal row is skipped."""
+    view = REG.view("user_order_features")
+    t = utc_now()
+    first = [{"user_id": 1, "user_7d_orders": 27, "__event_ts": t, "__created_ts": t},
+             {"user_id": 2, "user_7d_orders": 5, "__event_ts": t, "__created_ts": None}]
+    assert store.write(view, rows("user_order_features", first, ORDER_TYPES)).written == 2
+    fixed = [dict(first[0], user_7d_orders=999), dict(first[1], user_7d_orders=None)]
+    result = store.write(view, rows("user_order_features", fixed, ORDER_TYPES))
+    assert (result.written, result.unchanged, result.skipped_older) == (2, 0, 0)
+    got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": 1}, {"user_id": 2}],
+                              apply_fallbacks=False)
+    assert got.to_dict()["user_7d_orders"] == [999, None]
+    again = store.write(view, rows("user_order_features", fixed, ORDER_TYPES))
+    assert (again.written, again.unchanged) == (0, 2)
+
+
+def test_a_changed_definition_rewrites_equal_rows_and_moves_the_expiry(store):
+    import dataclasses
+
+    view = REG.view("user_txn_features")  # ttl 10m
+    t = utc_now().replace(microsecond=0) - timedelta(minutes=5)
+    data = rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": t}], TXN_TYPES)
+    store.write(view, data)
+    raw = redis.Redis.from_url(store.url)
+    key = store.key(view, {"user_id": 1})
+    assert raw.pexpiretime(key) == int((t + timedelta(minutes=10)).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    longer = dataclasses.replace(view, ttl=timedelta(days=1))
+    assert store.write(longer, data).written == 1  # same row, new definition
+    assert raw.pexpiretime(key) == int((t + timedelta(days=1)).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    assert store.write(longer, data).unchanged == 1
+
+
+def test_a_fenced_write_is_refused_once_the_lock_is_not_the_writers(store):
+    view = REG.view("user_txn_features")
+    lock = store.lock_key(view.name)
+    raw = redis.Redis.from_url(store.url)
+    data = rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": utc_now()}], TXN_TYPES)
+    raw.set(lock, "mine")
+    with store.writer(view, fence=(lock, "mine")) as w:
+        w.submit(data)
+    assert [r.written for r in w.acknowledged()] == [1]
+    raw.delete(lock)  # what FLUSHALL, a restart or a failover does to it
+    with pytest.raises(OnlineStoreError, match="sync lock of user_txn_features is gone"):
+        with store.writer(view, fence=(lock, "mine")) as w:
+            w.submit(data)

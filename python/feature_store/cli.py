@@ -8,6 +8,7 @@ The library never prints; this module owns tables, progress bars, ``--json`` and
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import time
 import warnings
@@ -82,7 +83,12 @@ def _json(data: Any) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="feature-store", prog_name="fstore")
-def main() -> None:
+@click.option("--redis-timeout", type=click.FloatRange(min=0.01), default=None, metavar="SECONDS",
+              help="Connect and read timeout of each Redis attempt (default 0.25s; a sync's writes wait 30s).")
+@click.option("--redis-retries", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Retries after a failed Redis attempt, with backoff (default 2; refused passwords never).")
+@click.pass_context
+def main(ctx: click.Context, redis_timeout: float | None, redis_retries: int | None) -> None:
     """feature_store: dbt models as ML features, offline for training and online from Redis.
 
     \b
@@ -92,8 +98,15 @@ def main() -> None:
       fstore historical --spine labels.parquet --timestamp-column label_ts \\
           --features user_order_features --out training.parquet
       fstore sync                      push the latest values to Redis
+      fstore status                    what each view's last sync did
       fstore get user_order_features --entity user_id=42
     """
+    settings: dict[str, Any] = {}
+    if redis_timeout is not None:
+        settings.update(timeout=redis_timeout, connect_timeout=redis_timeout)
+    if redis_retries is not None:
+        settings["retries"] = redis_retries
+    ctx.obj = settings
 
 
 # -- registry ----------------------------------------------------------------------------------
@@ -245,6 +258,41 @@ def validate(project, as_json):
     sys.exit(1 if errors else 0)
 
 
+def online_store(registry: Registry, redis_url: str | None):
+    """The registry's online store, with the group's --redis-timeout / --redis-retries."""
+    from feature_store.online import OnlineStore
+
+    ctx = click.get_current_context()
+    return OnlineStore.for_registry(registry, url=redis_url, **(ctx.find_root().obj or {}))
+
+
+def _duration(value: str, name: str) -> float:
+    """``--wait 60s`` (or a bare number of seconds) as seconds."""
+    from feature_store.registry import parse_duration
+
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def wait_option(fn):
+    return click.option(
+        "--wait", default="60s", show_default=True, metavar="DURATION",
+        help="How long to wait while a `dbt build` holds the DuckDB file (or another sync holds a view's "
+             "lock) before giving up; 0 fails at once.")(fn)
+
+
+def redis_option(fn):
+    return click.option("--redis-url", default=None, envvar="FEATURE_STORE_REDIS_URL",
+                        help="Redis URL (redis:// or rediss://, password allowed); "
+                             "default $FEATURE_STORE_REDIS_URL, else redis://localhost:6379/0.")(fn)
+
+
 # -- offline -------------------------------------------------------------------------------------
 
 
@@ -290,9 +338,10 @@ def _write_table(table, path: Path) -> None:
 @click.option("--ttl-override", default=None, help="A duration (e.g. 7d) replacing every view's ttl.")
 @click.option("--as-of-created", is_flag=True,
               help="Ignore feature rows created after the spine time (late-arriving data).")
+@wait_option
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def historical(project, spine, timestamp_column, feature_refs, out_path, full_feature_names, ttl_override,
-               as_of_created, quiet):
+               as_of_created, wait, quiet):
     """Build a point-in-time-correct training set from a spine file.
 
     \b
@@ -318,6 +367,7 @@ def historical(project, spine, timestamp_column, feature_refs, out_path, full_fe
         job = get_historical_features(
             registry, table, _split_features(feature_refs), timestamp_column=timestamp_column,
             full_feature_names=full_feature_names, ttl_override=ttl_override, as_of_created=as_of_created,
+            wait=_duration(wait, "--wait"), on_wait=None if quiet else lambda m: err.print(f"Waiting: {m}"),
         )
         result = job.to_arrow()
         _write_table(result, out_path)
@@ -345,42 +395,43 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def redis_option(fn):
-    return click.option("--redis-url", default=None, envvar="FEATURE_STORE_REDIS_URL",
-                        help="Redis URL (redis:// or rediss://, password allowed); "
-                             "default $FEATURE_STORE_REDIS_URL, else redis://localhost:6379/0.")(fn)
-
-
 @main.command()
 @project_options
 @redis_option
 @click.option("--view", "views", multiple=True, help="Only this view (repeatable); may name an offline view.")
 @click.option("--select", "select", default=None, help="Only views matching, e.g. tag:finance-grade.")
-@click.option("--full-refresh", is_flag=True, help="Ignore the watermarks and re-read every row.")
+@click.option("--full-refresh", is_flag=True,
+              help="Read every entity, whatever the last sync proved (Redis still skips unchanged rows).")
 @click.option("--start", default=None, help="Backfill: only rows created or changed from this ISO timestamp, in chunks.")
 @click.option("--end", default=None, help="Backfill: only rows created or changed before this ISO timestamp.")
 @click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
+@wait_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def sync(project, redis_url, views, select, full_refresh, start, end, dry_run, quiet, as_json):
+def sync(project, redis_url, views, select, full_refresh, start, end, dry_run, wait, quiet, as_json):
     """Push the latest value per entity of the online views from the warehouse into Redis.
 
-    Incremental: each view's watermark (kept in Redis) means a re-run reads only rows
-    created since. A value never replaces one with a newer event timestamp.
+    Incremental, and exactly as correct as a full refresh: each view's last finished
+    sync (its state is kept in Redis) proves which entities cannot have changed, and
+    only the others are read. A view is read in full when its definition changed or
+    Redis lost data since (flush, restart, failover, eviction). A row replaces the
+    stored one when it is newer, or has the same timestamps and other content; never
+    when it is older. Each view succeeds or fails on its own; the exit status is 1 if
+    any failed.
 
     \b
     Examples:
       fstore sync
       fstore sync --view user_order_features --full-refresh
       fstore sync --select tag:finance-grade --dry-run
+      fstore --redis-timeout 1 sync --wait 5m
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from feature_store.materialize import sync as run_sync
-    from feature_store.online import OnlineStore
 
     registry = load_registry(project, quiet=quiet or as_json)
-    store = OnlineStore.for_registry(registry, url=redis_url)
+    store = online_store(registry, redis_url)
     show = not quiet and not as_json and err.is_terminal
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}{task.fields[of]} rows"),
                         TextColumn("{task.fields[rate]:,.0f} rows/s"), TimeRemainingColumn(), console=err,
@@ -401,43 +452,60 @@ def sync(project, redis_url, views, select, full_refresh, start, end, dry_run, q
         progress.update(tasks[view], completed=done, total=total, rate=done / elapsed,
                         of="" if total is None else f"/{total:,}")
 
+    def on_wait(message: str) -> None:
+        if not quiet:
+            err.print(f"[yellow]Waiting:[/yellow] {message}", markup=True)
+
     with progress:
         report = run_sync(registry, store, views=list(views) or None, select=select, full_refresh=full_refresh,
                           start=_parse_time(start, "--start"), end=_parse_time(end, "--end"), dry_run=dry_run,
-                          progress=on_progress)
+                          progress=on_progress, wait=_duration(wait, "--wait"), on_wait=on_wait)
+    for warning in report.warnings:
+        err.print(f"[yellow]Warning:[/yellow] {warning}", markup=True)
     if as_json:
         _json(report.to_dict())
     elif not quiet:
         _print_sync_report(report)
+    for view, reason in report.failed.items():
+        err.print(f"[red]Failed:[/red] {view}: {reason}", markup=True)
+    if not report.ok:
+        sys.exit(1)
 
 
 def _print_sync_report(report) -> None:
     data = report.to_dict()
-    table = Table("view", "rows read", "keys written", "skipped (older)", "expired on arrival", "seconds",
-                  box=None, pad_edge=False)
+    table = Table("view", "read", "rows read", "keys written", "unchanged", "skipped (older)", "expired on arrival",
+                  "seconds", box=None, pad_edge=False)
     for v in data["views"]:
-        table.add_row(v["view"], f"{v['rows_read']:,}", f"{v['keys_written']:,}", f"{v['skipped_older']:,}",
-                      f"{v['expired_on_arrival']:,}", f"{v['seconds']:.2f}")
+        mode = "failed" if v["error"] else v["mode"]
+        table.add_row(v["view"], mode, f"{v['rows_read']:,}", f"{v['keys_written']:,}", f"{v['unchanged']:,}",
+                      f"{v['skipped_older']:,}", f"{v['expired_on_arrival']:,}", f"{v['seconds']:.2f}")
     out.print(table)
+    for v in data["views"]:
+        if v["reason"] and not v["error"]:
+            out.print(f"  {v['view']}: read in full: {v['reason']}")
     total = data["total"]
     verb = "would write" if data.get("dry_run") else "wrote"
     out.print(f"Sync {verb} {total['keys_written']:,} keys from {total['rows_read']:,} rows in "
-              f"{total['seconds']:.2f}s ({total['skipped_older']:,} skipped as older, "
-              f"{total['expired_on_arrival']:,} expired on arrival).")
+              f"{total['seconds']:.2f}s ({total['unchanged']:,} unchanged, {total['skipped_older']:,} skipped as "
+              f"older, {total['expired_on_arrival']:,} expired on arrival).")
     for sample in data.get("sample") or []:
         out.print(f"  {sample}")
 
 
-def _parse_entity(values: tuple[str, ...]) -> dict:
+def _parse_entity(values: tuple[str, ...], view: FeatureView) -> dict:
+    """KEY=VALUE pairs, each by its join key's declared type: an int key takes canonical digits only,
+    a string key stays text (zip=02139 is "02139"), anything else stays text for the read to check."""
+    from feature_store.codec import INT_KEY_PATTERN
+    from feature_store.registry import type_kind
+
     entity: dict[str, Any] = {}
     for v in values:
         key, sep, raw = v.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{v!r}: write KEY=VALUE, e.g. user_id=42", param_hint="--entity")
-        try:
-            entity[key] = int(raw)
-        except ValueError:
-            entity[key] = raw
+        is_int = type_kind(view.column_types.get(key)) == "int"
+        entity[key] = int(raw) if is_int and re.fullmatch(INT_KEY_PATTERN, raw) else raw
     return entity
 
 
@@ -457,15 +525,15 @@ def get(project, redis_url, view_name, entity, feature_names, as_json):
       fstore get user_order_features --entity user_id=42
       fstore get user_txn_features -e user_id=7 -f txn_velocity_60s --json
     """
-    from feature_store.online import OnlineStore, get_online_features
+    from feature_store.online import get_online_features
 
     registry = load_registry(project, quiet=as_json)
     view = registry.view(view_name)
     refs = [f"{view.name}:{f}" for f in feature_names] or [view.name]
-    store = OnlineStore.for_registry(registry, url=redis_url)
+    store = online_store(registry, redis_url)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        response = get_online_features(registry, store, refs, [_parse_entity(entity)], gate="status")
+        response = get_online_features(registry, store, refs, [_parse_entity(entity, view)], gate="status")
     for w in caught:
         err.print(f"[yellow]Warning:[/yellow] {w.message}", markup=True)
     data = response.to_dict(include_status=True)
@@ -478,6 +546,74 @@ def get(project, redis_url, view_name, entity, feature_names, as_json):
         table.add_row(name, "-" if value is None else repr(value) if isinstance(value, str) else str(value),
                       data[f"{name}__status"][0])
     out.print(table)
+
+
+@main.command()
+@project_options
+@redis_option
+@click.option("--view", "views", multiple=True, help="Only this view (repeatable).")
+@click.option("--no-count", is_flag=True, help="Skip counting keys in Redis and entities offline (both scan).")
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(project, redis_url, views, no_count, wait, as_json):
+    """Show each online view's last finished sync and whether Redis still holds what it wrote.
+
+    Per view: when the last sync finished, its as-of time, how it read (full or
+    incremental) and the keys it wrote; the view's keys in Redis against its entities
+    offline (both counted by a scan; --no-count skips them); and whether the view's
+    definition changed since (the next sync then reads it in full).
+
+    \b
+    Examples:
+      fstore status
+      fstore status --view user_txn_features --json
+    """
+    from feature_store.materialize import select_views
+    from feature_store.writer import definition_digest
+
+    registry = load_registry(project, quiet=as_json)
+    store = online_store(registry, redis_url)
+    rows = []
+    for view in select_views(registry, list(views) or None):
+        state = store.sync_state(view.name)
+        row = {
+            "view": view.name,
+            "synced_at": state.get("synced_at"),
+            "as_of": state.get("as_of"),
+            "mode": state.get("mode"),
+            "keys_written": int(state["keys_written"]) if state.get("keys_written") else None,
+            "definition_changed": bool(state.get("definition")) and state.get("definition") != definition_digest(view),
+            "keys_in_redis": None,
+            "entities_offline": None,
+        }
+        if not no_count:
+            row["keys_in_redis"] = store.count_keys(view.name)
+            row["entities_offline"] = _count_entities(registry, view, _duration(wait, "--wait"))
+        rows.append(row)
+    if as_json:
+        _json(rows)
+        return
+    table = Table("view", "last sync", "as of", "read", "keys written", "keys in Redis", "entities offline",
+                  "definition", box=None, pad_edge=False)
+    fmt = lambda v: "-" if v is None else f"{v:,}" if isinstance(v, int) else str(v)  # noqa: E731
+    for r in rows:
+        table.add_row(r["view"], r["synced_at"] or "[red]never[/red]", fmt(r["as_of"]), fmt(r["mode"]),
+                      fmt(r["keys_written"]), fmt(r["keys_in_redis"]), fmt(r["entities_offline"]),
+                      "[yellow]changed since[/yellow]" if r["definition_changed"] else "same")
+    out.print(table)
+
+
+def _count_entities(registry: Registry, view: FeatureView, wait: float) -> int:
+    from feature_store.offline import connect
+
+    keys = ", ".join(f'"{k}"' for k in view.join_keys)
+    not_null = " AND ".join(f'"{k}" IS NOT NULL' for k in view.join_keys)
+    con = connect(registry, wait=wait)
+    try:
+        return con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {view.relation} "
+                           f"WHERE {not_null}) AS e").fetchall()[0][0]
+    finally:
+        con.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,8 @@ Arrow functions, so the serving path does not pay for it.
 
 from __future__ import annotations
 
+import numbers
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
@@ -59,6 +61,7 @@ __all__ = [
     "CREATED_TS",
     "DIGEST",
     "EVENT_TS",
+    "INT_KEY_PATTERN",
     "decoder",
     "encode_column",
     "encode_value",
@@ -89,30 +92,97 @@ def escape(text: str) -> str:
 
 # -- keys -----------------------------------------------------------------------------------
 
+# The one spelling of an integer key as text: ASCII digits, '-' for negatives, no '+', no
+# leading zeros, nothing else. int() would also take " 42", "4_2", "٤٢" and "042" and so
+# turn a typo into another entity's features.
+INT_KEY_PATTERN = r"0|-?[1-9][0-9]*"
+_INT_KEY = re.compile(INT_KEY_PATTERN)
+_DECIMAL_KEY = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
-def _key_text(kind: str | None, value: Any) -> str:
-    """One join-key value as it appears inside the hash tag."""
+
+def _key_text(kind: str | None, value: Any, key: str) -> str:
+    """One join-key value as it appears inside the hash tag (rules: :func:`entity_tag`)."""
     if value is None:
-        raise ValueError("a join key value is None; NULL keys never match a feature row")
+        raise ValueError(f"join key {key!r} is None; NULL keys never match a feature row")
     if kind == "int":
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"{value!r} is not an integer join key")
-        return str(int(value))  # also accepts "42" from a command line, and numpy ints
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return str(int(value))
+        if isinstance(value, str) and _INT_KEY.fullmatch(value):
+            return value
+        raise ValueError(_key_problem(key, value, kind, "an int, or its plain decimal text such as '42' "
+                                                        "(ASCII digits, no spaces, '_', '+' or leading zeros)"))
     if kind == "string" or kind is None:
+        if kind == "string" and not isinstance(value, str):
+            raise ValueError(_key_problem(key, value, kind, "a str (convert numbers yourself, e.g. str(42))"))
         return escape(str(value))
-    value = _coerce(kind, value)
-    if kind == "timestamp" and value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)  # keys are naive UTC: aware or not, one key
+    if kind == "timestamp":
+        if isinstance(value, str):
+            value = _iso(datetime.fromisoformat, key, value, kind, "ISO 8601 text such as '2025-11-03T00:07:54Z'")
+        elif not isinstance(value, datetime):
+            raise ValueError(_key_problem(key, value, kind, "a datetime or ISO 8601 text"))
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)  # keys are naive UTC: aware or not, one key
+    elif kind == "date":
+        if isinstance(value, str):
+            value = _iso(date.fromisoformat, key, value, kind, "ISO 8601 text such as '2025-11-03'")
+        elif isinstance(value, datetime) or not isinstance(value, date):
+            raise ValueError(_key_problem(key, value, kind, "a datetime.date (not a datetime) or ISO 8601 text"))
+    elif kind == "bool":
+        if isinstance(value, str) and value in ("true", "false"):
+            return value
+        if not isinstance(value, bool):
+            raise ValueError(_key_problem(key, value, kind, "True/False or the text 'true'/'false'"))
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(_key_problem(key, value, kind, "a Python float or int"))
+    elif kind == "decimal":
+        if isinstance(value, str) and _DECIMAL_KEY.fullmatch(value):
+            value = Decimal(value)
+        elif isinstance(value, bool) or not isinstance(value, (Decimal, numbers.Integral)):
+            raise ValueError(_key_problem(key, value, kind, "a Decimal, an int or decimal text such as '27.40'"))
     return escape(encode_value(kind, value))
 
 
+def _key_problem(key: str, value: Any, kind: str, expected: str) -> str:
+    return f"join key {key!r} is declared {kind} and got {value!r} ({type(value).__name__}); give {expected}"
+
+
+def _iso(parse: Callable[[str], Any], key: str, value: str, kind: str, expected: str) -> Any:
+    try:
+        return parse(value)
+    except ValueError:
+        raise ValueError(_key_problem(key, value, kind, expected)) from None
+
+
 def entity_tag(join_keys: Iterable[str], kinds: Mapping[str, str | None], entity: Mapping[str, Any]) -> str:
-    """``{k1=v1,k2=v2}`` for one entity (``entity`` must hold every join key), keys sorted by name."""
-    return "{" + ",".join(f"{k}={_key_text(kinds.get(k), entity[k])}" for k in sorted(join_keys)) + "}"
+    """``{k1=v1,k2=v2}`` for one entity (``entity`` must hold every join key), keys sorted by name.
+
+    Each value is taken as its key's declared kind, strictly, so that a value which is not
+    plainly that key never becomes another entity's key (ValueError naming the key, the
+    value and what to give instead):
+
+    =========  ==================================================================
+    kind       accepted
+    =========  ==================================================================
+    int        ``int`` and numpy integers (not ``bool``); ``str`` only in canonical
+               decimal form ``0|-?[1-9][0-9]*``: ``"42"`` yes; ``" 42"``, ``"4_2"``,
+               ``"+42"``, ``"042"``, ``"٤٢"`` no. Never ``float`` (``42.0``) or ``bytes``.
+    string     ``str`` only (``42`` is refused, not turned into ``"42"``)
+    timestamp  ``datetime`` (aware ones are converted to UTC) or ISO 8601 text
+    date       ``date`` (not ``datetime``) or ISO 8601 text
+    bool       ``bool`` or the text ``true`` / ``false``
+    float      ``float`` or ``int`` (not ``bool``)
+    decimal    ``Decimal``, ``int`` or text ``-?[0-9]+(.[0-9]+)?``
+    (none)     a type we cannot classify: ``str(value)``
+    =========  ==================================================================
+
+    ``None`` raises too: a NULL key never matches, so the caller decides what it reads.
+    """
+    return "{" + ",".join(f"{k}={_key_text(kinds.get(k), entity[k], k)}" for k in sorted(join_keys)) + "}"
 
 
 def tagger(join_keys: Iterable[str], kinds: Mapping[str, str | None]) -> Callable[[Mapping[str, Any]], str]:
-    """:func:`entity_tag` specialised for one set of join keys (the read path's hot loop)."""
+    """:func:`entity_tag` specialised for one set of join keys (the read path's hot loop); same rules."""
     keys = tuple(join_keys)
     if len(keys) == 1 and kinds.get(keys[0]) == "int":
         key = keys[0]
@@ -122,7 +192,7 @@ def tagger(join_keys: Iterable[str], kinds: Mapping[str, str | None]) -> Callabl
             value = entity[key]
             if type(value) is int:
                 return head + str(value) + "}"
-            return head + _key_text("int", value) + "}"
+            return head + _key_text("int", value, key) + "}"
 
         return tag
     return lambda entity: entity_tag(keys, kinds, entity)
@@ -154,15 +224,6 @@ def entity_tag_column(join_keys: Iterable[str], kinds: Mapping[str, str | None],
 
 
 # -- values ---------------------------------------------------------------------------------
-
-
-def _coerce(kind: str, value: Any) -> Any:
-    """Accept the usual spellings of a value of ``kind`` (ISO text for times)."""
-    if kind == "timestamp" and isinstance(value, str):
-        return datetime.fromisoformat(value)
-    if kind == "date" and isinstance(value, str):
-        return date.fromisoformat(value)
-    return value
 
 
 def encode_value(kind: str | None, value: Any) -> str | None:

@@ -1,43 +1,63 @@
 """Sync (materialization): the latest row per entity of the online views, from the warehouse into Redis.
 
-For each view, :func:`sync` asks the warehouse for the latest row per entity as of
-``now`` (:func:`feature_store.offline.snapshot`: the point-in-time macro, so online
-values come from the one definition), streams it as Arrow batches, and writes them
-with the never-regress script (:mod:`feature_store.writer`), so a re-run, an
-out-of-order run or a backfill never replaces a value with an older one.
+The promise is that an incremental sync is exactly as correct as a full refresh: after
+any sequence of ``dbt build``\\s and syncs, the first sync that starts after the last
+build has finished leaves Redis holding what the point-in-time join returns at its
+as-of time, for every entity of every online view. How each view's sync keeps it:
 
-Incremental by default: after a view is fully written, its *watermark* (the ``now``
-of that sync) is stored in Redis; the next sync reads only entities with rows created
-or changed after it. ``full_refresh`` ignores the watermark. ``start``/``end`` backfill
-a time range in chunks, with a checkpoint after each chunk, so an interrupted
-backfill resumes where it stopped. Nothing is advanced before Redis has acknowledged
-every row it covers: a sync killed at any point and run again ends in the same state
-as one clean run.
+1. **One sync of a view at a time.** The sync takes the view's lock in Redis (a key
+   with a lease, renewed while it runs); a second sync waits for it (``wait``) or
+   fails that view. Every write call carries the lock's token and is refused once the
+   token is no longer the lock's value, so a sync whose lock vanished (Redis flushed,
+   restarted, failed over) or expired can never write behind a newer one.
+2. **Decide what to read, from proofs only.** The last finished sync left its state
+   in Redis: its as-of time, the view's definition digest (:func:`definition_digest`),
+   the warehouse fingerprints it read (:mod:`feature_store.snapshot`), and the
+   server's run id and eviction count. The view is read in full when any of these
+   says the last sync proves nothing (never synced, definition changed, Redis
+   restarted, failed over or evicted keys since, ``full_refresh``); otherwise only the
+   entities whose rows may have changed are read.
+3. **Write under the write rule** (:mod:`feature_store.writer`): never an older version;
+   the same version with other content replaces; unchanged rows cost Redis one
+   ``HMGET``. A full read is therefore cheap where little changed.
+4. **Record the state only if Redis kept everything.** The server must report the
+   same run id and no new evictions after the writes, and the state is written only
+   while the lock still holds this sync's token. Otherwise the view fails, and the
+   next sync reads it in full.
 
-The library never prints: pass ``progress(view, rows_done, rows_total_or_None)``
-and read the returned :class:`SyncReport`.
+Each view succeeds or fails on its own: a failure is recorded on its
+:class:`ViewReport` (``error``, one line) and the sync goes on with the next view.
+``start``/``end`` backfill the rows changed in a time range in chunks, with a checkpoint
+after each chunk, so an interrupted backfill resumes where it stopped.
+
+The library never prints: pass ``progress(view, rows_done, rows_total_or_None)`` and
+``on_wait(message)``, and read the returned :class:`SyncReport`.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
-from feature_store.errors import UnknownFeatureView
-from feature_store.online import OnlineStore, WriteResult
+from feature_store.errors import FeatureStoreError, OnlineStoreError, UnknownFeatureView
+from feature_store.online import OnlineStore, ServerFacts, WriteResult
 from feature_store.registry import FeatureView, Registry, parse_duration
+from feature_store.writer import definition_digest, lock_lost
 
-__all__ = ["SyncReport", "ViewReport", "select_views", "sync"]
+__all__ = ["SyncReport", "ViewReport", "definition_digest", "select_views", "sync"]
 
 Progress = Callable[[str, int, "int | None"], None]
-# (registry, view_name, as_of, since, batch_rows) -> (RecordBatchReader, something with .close())
-Source = Callable[..., tuple[Any, Any]]
+# (registry, view_name, *, as_of, since, previous, batch_rows, wait, on_wait) -> a reader
+# like feature_store.snapshot.SnapshotReader: iterable of batches, total_rows, fingerprints, plan, close().
+Source = Callable[..., Any]
 
 SAMPLE_ROWS = 5
-
-
 @dataclass
 class ViewReport:
     """What the sync did for one view."""
@@ -45,13 +65,17 @@ class ViewReport:
     view: str
     rows_read: int = 0  # latest-row-per-entity rows read from the warehouse
     keys_written: int = 0  # keys written (in a dry run: that would be written)
-    skipped_older: int = 0  # Redis already held a row at least as new
+    skipped_older: int = 0  # Redis already held a newer version
+    unchanged: int = 0  # Redis already held this version with this content
     expired_on_arrival: int = 0  # older than the ttl already: not written
     seconds: float = 0.0
     mode: str = "incremental"  # "incremental", "full" or "backfill"
-    since: datetime | None = None  # rows changed after this were read (None: all)
+    reason: str = ""  # why the view was read in full
+    read: str = ""  # which entities were read
+    since: datetime | None = None  # backfill: rows changed after this were read
     as_of: datetime | None = None  # the latest row per entity as of this time
     chunks: int = 0  # chunks synced in this run (a backfill has one per chunk)
+    error: str | None = None  # why this view failed (the others went on)
     sample: list[dict] = field(default_factory=list)  # dry run: some rows that would be written
 
     @property
@@ -61,38 +85,42 @@ class ViewReport:
     def _add(self, result: WriteResult) -> None:
         self.keys_written += result.written
         self.skipped_older += result.skipped_older
+        self.unchanged += result.unchanged
         self.expired_on_arrival += result.expired_on_arrival
+
+
+_TOTALS = ("rows_read", "keys_written", "skipped_older", "unchanged", "expired_on_arrival")
 
 
 @dataclass
 class SyncReport:
-    """The summary of one :func:`sync`: per view, and totals."""
+    """The summary of one :func:`sync`: per view, totals, warnings and failures."""
 
     views: dict[str, ViewReport]
     now: datetime
     dry_run: bool = False
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
-    def rows_read(self) -> int:
-        return sum(v.rows_read for v in self.views.values())
+    def failed(self) -> dict[str, str]:
+        """The views that failed, with their one-line reasons."""
+        return {v.view: v.error for v in self.views.values() if v.error}
 
     @property
-    def keys_written(self) -> int:
-        return sum(v.keys_written for v in self.views.values())
+    def ok(self) -> bool:
+        return not self.failed
 
-    @property
-    def skipped_older(self) -> int:
-        return sum(v.skipped_older for v in self.views.values())
-
-    @property
-    def expired_on_arrival(self) -> int:
-        return sum(v.expired_on_arrival for v in self.views.values())
+    def __getattr__(self, name: str) -> int:
+        if name in _TOTALS:
+            return sum(getattr(v, name) for v in self.views.values())
+        raise AttributeError(name)
 
     def to_dict(self) -> dict:
         """Plain data (datetimes as ISO text), e.g. for ``fstore sync --json``.
 
-        ``{"now", "dry_run", "views": [{"view", "rows_read", ...}], "total": {...}, "sample": [...]}``
+        ``{"now", "dry_run", "ok", "views": [{"view", "rows_read", ...}], "total": {...},
+        "warnings": [...], "sample": [...]}``
         """
         def clean(value):
             if isinstance(value, datetime):
@@ -108,10 +136,10 @@ class SyncReport:
             data = clean(asdict(v))
             data.pop("sample")
             views.append(data)
-        totals = {k: getattr(self, k) for k in ("rows_read", "keys_written", "skipped_older", "expired_on_arrival")}
+        totals = {k: getattr(self, k) for k in _TOTALS}
         sample = [{"view": v.view, **clean(row)} for v in self.views.values() for row in v.sample]
-        return {"now": clean(self.now), "dry_run": self.dry_run, "views": views,
-                "total": {**totals, "seconds": self.seconds}, "sample": sample}
+        return {"now": clean(self.now), "dry_run": self.dry_run, "ok": self.ok, "views": views,
+                "total": {**totals, "seconds": self.seconds}, "warnings": list(self.warnings), "sample": sample}
 
 
 def select_views(registry: Registry, views: Iterable[str] | None = None, select: str | None = None) -> list[FeatureView]:
@@ -174,16 +202,24 @@ def sync(
     batch_rows: int = 10_000,
     chunk: timedelta | str = timedelta(days=1),
     source: Source | None = None,
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+    lease: float = 30.0,
 ) -> SyncReport:
     """Write the latest value per entity of the selected views into Redis; see the module docstring.
 
     ``now`` (default: the clock; naive means UTC) is the time the values are taken as
-    of. ``start``/``end`` backfill the rows changed in that range, ``chunk`` at a time.
+    of. ``full_refresh`` reads every entity (Redis still skips unchanged rows).
+    ``start``/``end`` backfill the rows changed in that range, ``chunk`` at a time.
     ``dry_run`` reads and counts (Redis tells what it would skip) but writes nothing.
-    ``source`` replaces :func:`feature_store.offline.snapshot` (tests, or a push
-    API feeding its own batches). ``batch_rows`` is small so that Redis starts on the
-    first rows while the next batch is encoded (larger batches leave it idle longer at
-    the start of each view and gain nothing: encoding is column-wise either way).
+    ``wait`` is how long (seconds) to wait for another sync of the same view or for a
+    ``dbt build`` holding the DuckDB file, telling ``on_wait`` why; ``lease`` how long
+    a dead sync's lock outlives it. ``source`` replaces
+    :func:`feature_store.snapshot.snapshot` (tests). ``batch_rows`` is small so that
+    Redis starts on the first rows while the next batch is encoded.
+
+    Raises only for bad arguments or an unreachable Redis; a view that fails is
+    reported in :attr:`SyncReport.failed` and the others still sync.
     """
     began = time.perf_counter()
     now = _naive_utc(now) or datetime.now(timezone.utc).replace(tzinfo=None)
@@ -201,123 +237,229 @@ def sync(
     store.ping()  # fail before any warehouse work when Redis is unreachable
 
     report = SyncReport(views={}, now=now, dry_run=dry_run)
-    jobs: list[_Job] = []
+    facts = store.server_facts()
+    if facts is None:
+        report.warnings.append("this Redis user may not run INFO, so the sync cannot tell whether Redis lost data "
+                               "since the last sync: every view is read in full")
+    elif facts.can_evict:
+        report.warnings.append(
+            f"Redis may evict feature keys: maxmemory {facts.maxmemory:,} bytes with maxmemory-policy "
+            f"{facts.policy}; set maxmemory-policy noeviction (or raise maxmemory) on a feature store. A sync "
+            "fails when keys are evicted while it runs, and the next one rewrites what was lost")
+    job = _Job(registry, store, source, now=now, start=start, end=end, chunk=chunk, full_refresh=full_refresh,
+               dry_run=dry_run, progress=progress, batch_rows=batch_rows, wait=wait, on_wait=on_wait, lease=lease)
     for view in chosen:
         vr = report.views[view.name] = ViewReport(view.name)
-        windows = _windows(store, view, vr, now=now, start=start, end=end, chunk=chunk, full_refresh=full_refresh)
-        if windows:
-            vr.since, vr.as_of = windows[0][0], windows[-1][1]
-        jobs += [_Job(view, vr, since, as_of, label) for since, as_of, label in windows]
-    _run(registry, store, jobs, source, dry_run=dry_run, progress=progress, batch_rows=batch_rows)
+        view_began = time.perf_counter()
+        try:
+            job.run(view, vr)
+        except Exception as exc:  # noqa: BLE001 - one view's failure must not stop the others
+            # Ours name the view and the fix; anything else (a value the codec cannot carry, a
+            # warehouse error) is shown with its type, on one line.
+            text = " ".join(str(exc).split())
+            vr.error = text if isinstance(exc, FeatureStoreError) else f"{type(exc).__name__}: {text}"
+        vr.seconds = time.perf_counter() - view_began
     report.seconds = time.perf_counter() - began
     return report
 
 
-def _windows(store: OnlineStore, view: FeatureView, vr: ViewReport, *, now, start, end, chunk, full_refresh):
-    """The (since, as_of, checkpoint label) windows to read, oldest first."""
-    if end is not None:  # backfill
-        vr.mode = "backfill"
-        label = f"{start.isoformat(sep=' ') if start else '-'}/{end.isoformat(sep=' ')}"
-        if start is None:
-            return [(None, end, label)]
-        done = None if full_refresh else store.get_checkpoint(view.name, label)
-        out, lo = [], start
-        while lo < end:
-            hi = min(lo + chunk, end)
-            if done is None or hi > done:
-                out.append((lo, hi, label))
-            lo = hi
-        return out
-    if full_refresh:
-        vr.mode = "full"
-        return [(None, now, None)]
-    return [(store.get_watermark(view.name), now, None)]
-
-
 @dataclass
 class _Job:
-    """One snapshot read and written: a view's incremental window, or one backfill chunk."""
+    """What one :func:`sync` call does per view."""
 
-    view: FeatureView
-    report: ViewReport
-    since: datetime | None
-    as_of: datetime
-    label: str | None  # backfill checkpoint label; None for the incremental watermark
+    registry: Registry
+    store: OnlineStore
+    source: Source
+    now: datetime
+    start: datetime | None
+    end: datetime | None
+    chunk: timedelta
+    full_refresh: bool
+    dry_run: bool
+    progress: Progress | None
+    batch_rows: int
+    wait: float
+    on_wait: Callable[[str], None] | None
+    lease: float
 
-
-class _Opened:
-    """A job's snapshot, opened and its first batch fetched (so the warehouse has done its work)."""
-
-    def __init__(self, registry, job: _Job, source: Source, batch_rows: int):
-        self.reader, self.connection = source(registry, job.view.name, as_of=job.as_of, since=job.since,
-                                              batch_rows=batch_rows)
-        self.total = getattr(self.reader, "total_rows", None)  # None: the source cannot tell
-        try:
-            self.batches = iter(self.reader)
-            self.first = next(self.batches, None)
-        except BaseException:
-            self.connection.close()
-            raise
-
-    def __iter__(self):
-        if self.first is not None:
-            yield self.first
-            self.first = None
-            yield from self.batches
-
-
-def _run(registry, store, jobs: list[_Job], source: Source, *, dry_run, progress, batch_rows) -> None:
-    done: dict[str, int] = {}
-    opened: _Opened | None = None
-    try:
-        for i, job in enumerate(jobs):
-            began = time.perf_counter()
-            current, opened = opened or _Opened(registry, job, source, batch_rows), None
-            vr = job.report
-            total = None if current.total is None else done.get(vr.view, 0) + current.total
-            failed_next: BaseException | None = None
+    def run(self, view: FeatureView, vr: ViewReport) -> None:
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        with _Lock(self.store, view.name, token, self.lease, self.wait, self.on_wait):
+            before = self.store.server_facts()
+            state = self.store.sync_state(view.name)
+            definition = definition_digest(view)
+            fence = (self.store.lock_key(view.name), token)
+            if self.end is not None:
+                self._backfill(view, vr, state, definition, fence)
+                return
+            previous, vr.reason = _previous(state, definition, before, self.full_refresh)
+            vr.mode = "incremental" if previous else "full"
+            vr.as_of = self.now
+            reader = self.source(self.registry, view.name, as_of=self.now, since=None, previous=previous,
+                                 batch_rows=self.batch_rows, wait=self.wait, on_wait=self.on_wait)
             try:
-                with store.writer(job.view, dry_run=dry_run) as writer:
-                    for batch in current:
-                        vr.rows_read += batch.num_rows
-                        if dry_run and len(vr.sample) < SAMPLE_ROWS:
-                            vr.sample += _sample(store, job.view, batch, SAMPLE_ROWS - len(vr.sample))
-                        writer.submit(batch)
-                        _acknowledge(writer, vr, progress, done, total)
-                    # Everything is read: free this query's memory, and let the warehouse compute
-                    # the next snapshot while Redis works through the rest of this one.
-                    current.connection.close()
-                    if i + 1 < len(jobs):
-                        try:
-                            opened = _Opened(registry, jobs[i + 1], source, batch_rows)
-                        except Exception as exc:  # finish this job's bookkeeping first
-                            failed_next = exc
-                _acknowledge(writer, vr, progress, done, total)
+                vr.read = getattr(reader, "plan", "")
+                self._write(view, vr, reader, definition, fence, 0)
+            except OnlineStoreError:
+                _check_kept(self.store, view.name, before)  # the precise reason, when Redis evicted or restarted
+                raise
             finally:
-                current.connection.close()
+                reader.close()
+            vr.chunks = 1
+            if self.dry_run:
+                return
+            _check_kept(self.store, view.name, before)
+            fingerprints = getattr(reader, "fingerprints", None)
+            fields: dict[str, Any] = {
+                "as_of": self.now.isoformat(sep=" "),
+                "synced_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" "),
+                "mode": vr.mode,
+                "rows_read": vr.rows_read,
+                "keys_written": vr.keys_written,
+                "definition": definition,
+                "fingerprint_parts": fingerprints.parts if fingerprints else 0,
+                "fingerprints": fingerprints.encode() if fingerprints else "",
+                "run_id": before.run_id if before else "",
+                "evicted_keys": before.evicted_keys if before else 0,
+            }
+            if not self.store.save_sync_state(view.name, token, fields):
+                raise lock_lost(view.name)
+
+    def _backfill(self, view: FeatureView, vr: ViewReport, state: dict, definition: str, fence) -> None:
+        vr.mode = "backfill"
+        label = f"{self.start.isoformat(sep=' ') if self.start else '-'}/{self.end.isoformat(sep=' ')}"
+        done = None if self.full_refresh else state.get(f"backfill {label}")
+        done = datetime.fromisoformat(done) if done else None
+        windows, lo = [], self.start
+        if lo is None:
+            windows = [(None, self.end)]
+        while lo is not None and lo < self.end:
+            hi = min(lo + self.chunk, self.end)
+            if done is None or hi > done:
+                windows.append((lo, hi))
+            lo = hi
+        if windows:
+            vr.since, vr.as_of = windows[0][0], windows[-1][1]
+        rows_before = 0
+        for since, as_of in windows:
+            reader = self.source(self.registry, view.name, as_of=as_of, since=since, previous=None,
+                                 batch_rows=self.batch_rows, wait=self.wait, on_wait=self.on_wait)
+            try:
+                vr.read = getattr(reader, "plan", "")
+                self._write(view, vr, reader, definition, fence, rows_before)
+            finally:
+                reader.close()
+            rows_before = vr.rows_read
             vr.chunks += 1
-            if not dry_run:
-                # Every row of the window is acknowledged: only now may the next run skip it.
-                if job.label is not None:
-                    store.set_checkpoint(job.view.name, job.label, job.as_of)
-                else:
-                    old = store.get_watermark(job.view.name)
-                    store.set_watermark(job.view.name, max(job.as_of, old) if old else job.as_of)
-            vr.seconds += time.perf_counter() - began
-            if failed_next is not None:
-                raise failed_next
-    finally:
-        if opened is not None:
-            opened.connection.close()
+            if not self.dry_run and not self.store.save_sync_state(
+                    view.name, fence[1], {f"backfill {label}": as_of.isoformat(sep=" ")}):
+                raise lock_lost(view.name)
+
+    def _write(self, view: FeatureView, vr: ViewReport, reader, definition: str, fence, rows_before: int) -> None:
+        total = getattr(reader, "total_rows", None)
+        total = None if total is None else rows_before + total
+        with self.store.writer(view, definition=definition, fence=fence, dry_run=self.dry_run) as writer:
+            for batch in reader:
+                vr.rows_read += batch.num_rows
+                if self.dry_run and len(vr.sample) < SAMPLE_ROWS:
+                    vr.sample += _sample(self.store, view, batch, SAMPLE_ROWS - len(vr.sample))
+                writer.submit(batch)
+                self._acknowledge(writer, vr, total)
+        self._acknowledge(writer, vr, total)
+
+    def _acknowledge(self, writer, vr: ViewReport, total: int | None) -> None:
+        for result in writer.acknowledged():
+            vr._add(result)
+            if self.progress is not None:
+                done = vr.keys_written + vr.skipped_older + vr.unchanged + vr.expired_on_arrival
+                self.progress(vr.view, done, total)
 
 
-def _acknowledge(writer, vr: ViewReport, progress: Progress | None, done: dict[str, int],
-                 total: int | None) -> None:
-    for result in writer.acknowledged():
-        vr._add(result)
-        done[vr.view] = done.get(vr.view, 0) + result.rows
-        if progress is not None:
-            progress(vr.view, done[vr.view], total)
+def _previous(state: dict[str, str], definition: str, facts: ServerFacts | None, full_refresh: bool):
+    """(fingerprints, as_of) of the last finished sync when they prove what Redis holds, else (None, why not)."""
+    from feature_store.snapshot import Fingerprints
+
+    if full_refresh:
+        return None, "--full-refresh"
+    if not state.get("as_of"):
+        return None, "no finished sync in this Redis (never synced, or Redis lost the sync state)"
+    if state.get("definition") != definition:
+        return None, "the view's definition changed since the last sync"
+    if facts is None:
+        return None, "Redis does not let this user run INFO, so data loss cannot be ruled out"
+    if state.get("run_id") != facts.run_id:
+        return None, "Redis restarted or failed over since the last sync"
+    if facts.evicted_keys > int(state.get("evicted_keys") or 0):
+        return None, "Redis evicted keys since the last sync"
+    fingerprints = Fingerprints.decode(int(state.get("fingerprint_parts") or 0), state.get("fingerprints", ""))
+    if fingerprints is None:
+        return None, "the last sync left no warehouse fingerprints"
+    return (fingerprints, datetime.fromisoformat(state["as_of"])), ""
+
+
+def _check_kept(store: OnlineStore, view_name: str, before: ServerFacts | None) -> None:
+    """Fail the view when Redis may have dropped what this sync wrote (eviction, restart, failover)."""
+    after = store.server_facts()
+    if before is None or after is None:
+        return
+    if after.run_id != before.run_id:
+        raise OnlineStoreError(f"Redis restarted or failed over while {view_name} was synced (run id "
+                               f"{before.run_id[:8]} -> {after.run_id[:8]}); the next sync reads it in full")
+    if after.evicted_keys > before.evicted_keys:
+        raise OnlineStoreError(
+            f"Redis evicted {after.evicted_keys - before.evicted_keys:,} keys while {view_name} was synced "
+            f"(maxmemory-policy {after.policy}); rows may be missing: give Redis more memory or set "
+            "maxmemory-policy noeviction, then run `fstore sync` again (it rewrites what was lost)")
+
+
+class _Lock:
+    """The view's sync lock: taken (waiting up to ``wait`` seconds), renewed while held, released."""
+
+    def __init__(self, store: OnlineStore, view_name: str, token: str, lease: float, wait: float,
+                 on_wait: Callable[[str], None] | None):
+        self.store, self.view_name, self.token = store, view_name, token
+        self.lease_ms = max(int(lease * 1000), 1000)
+        self.wait, self.on_wait = wait, on_wait
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "_Lock":
+        deadline = time.monotonic() + self.wait
+        told = 0.0
+        while True:
+            holder = self.store.try_lock(self.view_name, self.token, self.lease_ms)
+            if holder is None:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OnlineStoreError(
+                    f"another sync of {self.view_name} is running ({holder or 'its lock just expired'}); it "
+                    f"holds the view's lock until it finishes, or for up to {self.lease_ms // 1000}s if it died. "
+                    "Run again later, or pass --wait to wait for it")
+            if self.on_wait is not None and time.monotonic() - told >= 1.0:
+                told = time.monotonic()
+                self.on_wait(f"{self.view_name}: waiting for another sync ({holder}) to finish, {left:.0f}s left")
+            time.sleep(min(0.2, left))
+        self._thread = threading.Thread(target=self._renew, name=f"fs-lock-{self.view_name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease_ms / 3000):
+            try:
+                if not self.store.renew_lock(self.view_name, self.token, self.lease_ms):
+                    return  # gone: the fenced writes and the state save refuse from now on
+            except FeatureStoreError:
+                continue  # Redis unreachable for a moment: the writes report it
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self.store.unlock(self.view_name, self.token)
+        except FeatureStoreError:
+            pass  # unreachable: the lease ends it
 
 
 def _sample(store: OnlineStore, view: FeatureView, batch, limit: int) -> list[dict]:

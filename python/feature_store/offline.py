@@ -4,22 +4,31 @@
 compile the ``feature_store.point_in_time_join`` macro for the requested features
 (cached), registers the spine in a read-only DuckDB connection and runs the SQL.
 There is no second copy of the join SQL in Python.
+
+DuckDB lets one process write a file, or any number of processes read it, not both at
+once: while a read here has the file open, a ``dbt build`` in another process cannot open
+it, and while a build runs, reads cannot. So every read opens the file, runs, fetches its
+whole result and closes it again, and :func:`connect` can wait for a build to finish.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from feature_store.codec import INT_KEY_PATTERN
 from feature_store.compiler import compile_call
 from feature_store.errors import EntityDataFrameError, WarehouseError
-from feature_store.registry import Feature, Registry, format_duration, output_names
+from feature_store.registry import Feature, Registry, format_duration, output_names, type_kind
 
 __all__ = ["RetrievalJob", "connect", "get_historical_features", "macro_call", "null_rates"]
 
@@ -29,12 +38,32 @@ __all__ = ["RetrievalJob", "connect", "get_historical_features", "macro_call", "
 DEFAULT_DUCKDB_CONFIG = {"memory_limit": "1200MB"}
 
 SPINE = "__fs_spine"
+SOURCE = "__fs_source"  # a warehouse spine's own rows, before ROW and TS are added
 ROW = "__fs_row"
 TS = "__fs_ts"
+# Spine columns may not start with this (in any case: DuckDB names are case-insensitive),
+# or they would collide with the join's own columns.
+RESERVED_PREFIX = "__fs_"
+
+# A retry every half second at most, a message to on_wait about once a second.
+_FIRST_RETRY, _MAX_RETRY, _NOTE_EVERY = 0.05, 0.5, 1.0
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
-def connect(registry: Registry, config: dict | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the target's DuckDB file read-only, so a concurrent ``dbt build`` is not disturbed."""
+def connect(registry: Registry, config: dict | None = None, *, wait: float = 0.0,
+            on_wait: Callable[[str], None] | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the target's DuckDB file read-only; close it as soon as the read is done.
+
+    Read-only does not make a connection harmless to a writer: DuckDB allows one writing
+    process *or* any number of reading processes per file, so while this connection is open
+    a ``dbt build`` in another process fails with DuckDB's lock error. Hold it only for one
+    read (open, run, fetch the whole result, close).
+
+    When another process holds the write lock (usually a running ``dbt build``), the open is
+    retried with a short backoff for up to ``wait`` seconds; ``on_wait`` receives a message
+    saying so about once a second (this library never prints). When the file is still locked
+    at the deadline, or at once with ``wait=0``, raises :class:`WarehouseError`.
+    """
     path = registry.target.path
     if registry.target.type != "duckdb" or path is None:
         raise WarehouseError(
@@ -42,14 +71,32 @@ def connect(registry: Registry, config: dict | None = None) -> duckdb.DuckDBPyCo
             "targets (on other engines, build training sets as dbt models with feature_store.point_in_time_join)")
     if not path.exists():
         raise WarehouseError(f"warehouse file {path} does not exist; run `dbt build` first")
-    try:
-        con = duckdb.connect(str(path), read_only=True, config={**DEFAULT_DUCKDB_CONFIG, **(config or {})})
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise WarehouseError(
-                f"warehouse file {path} is locked by another process (a running `dbt build`?); "
-                "retry when it has finished") from None
-        raise WarehouseError(f"cannot open warehouse file {path}: {exc}") from None
+    start = time.monotonic()
+    deadline = start + wait
+    delay, next_note = _FIRST_RETRY, start
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=True, config={**DEFAULT_DUCKDB_CONFIG, **(config or {})})
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).replace(str(path), "").lower():  # a path may contain "lock" too
+                raise WarehouseError(f"cannot open warehouse file {path}: {exc}") from None
+            holder = _LOCK_HOLDER.search(str(exc))
+            who = f"another process (PID {holder.group(2)}, {holder.group(1)})" if holder else "another process"
+            now = time.monotonic()
+            if now >= deadline:
+                waited = f" still, after waiting {wait:g}s" if wait > 0 else ""
+                raise WarehouseError(
+                    f"warehouse file {path} is locked{waited}: {who} holds DuckDB's write lock, usually a running "
+                    "`dbt build` (DuckDB lets no process read a file while another writes it); run this after the "
+                    "build has finished, or let it wait for the build (fstore --wait 60s, or wait=60 in Python)"
+                ) from None
+            if on_wait is not None and now >= next_note:
+                on_wait(f"waiting for {path}: {who} holds DuckDB's write lock (usually a running `dbt build`); "
+                        f"{now - start:.0f}s of {wait:g}s")
+                next_note = now + _NOTE_EVERY
+            time.sleep(min(delay, deadline - now))
+            delay = min(delay * 2, _MAX_RETRY)
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -88,16 +135,31 @@ def _normalize_ttl_override(registry: Registry, ttl_override) -> Any:
                                f"to duration; got {ttl_override!r}")
 
 
+@dataclass(frozen=True)
+class _SqlSpine:
+    """A warehouse spine: the user's checked relation or SELECT, and the SELECT adding ROW and TS to it."""
+
+    source: str
+    select: str
+
+
 @dataclass
 class RetrievalJob:
-    """A training-set query, run on the first ``to_arrow()`` / ``to_df()``."""
+    """A training-set query, run on the first ``to_arrow()`` / ``to_df()``.
+
+    The run opens the warehouse (waiting up to ``wait`` seconds for a writer, with
+    ``on_wait`` told about it, as :func:`connect`), fetches the whole result and closes
+    the file before returning, so a ``dbt build`` can start as soon as it has.
+    """
 
     registry: Registry
     sql: str
-    spine: pa.Table | str
+    spine: pa.Table | _SqlSpine
     features: list[Feature]
     columns: list[str] = field(default_factory=list)
     duckdb_config: dict | None = None
+    wait: float = 0.0
+    on_wait: Callable[[str], None] | None = None
     _result: pa.Table | None = None
 
     def to_arrow(self) -> pa.Table:
@@ -111,17 +173,17 @@ class RetrievalJob:
         return self.to_arrow().to_pandas()
 
     def _run(self) -> pa.Table:
-        con = connect(self.registry, self.duckdb_config)
+        con = connect(self.registry, self.duckdb_config, wait=self.wait, on_wait=self.on_wait)
         try:
             if isinstance(self.spine, pa.Table):
                 con.register(SPINE, self.spine)
             else:
-                con.execute(f"CREATE TEMP VIEW {SPINE} AS {self.spine}")
+                con.execute(f"CREATE TEMP VIEW {SOURCE} AS {self.spine.source}")
+                con.execute(f"CREATE TEMP VIEW {SPINE} AS {self.spine.select}")
             query = f"SELECT * EXCLUDE ({ROW}, {TS}) FROM ({self.sql}) AS pit ORDER BY {ROW}"
-            try:
-                return con.sql(query).to_arrow_table()
-            except duckdb.Error as exc:
-                raise WarehouseError(f"the training-set query failed: {exc}\n-- SQL:\n{self.sql}") from None
+            return con.sql(query).to_arrow_table()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"the training-set query failed: {exc}\n-- SQL:\n{self.sql}") from None
         finally:
             con.close()
 
@@ -135,12 +197,34 @@ def get_historical_features(
     ttl_override: str | timedelta | dict | None = None,
     as_of_created: bool = False,
     duckdb_config: dict | None = None,
+    *,
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
 ) -> RetrievalJob:
     """Attach ``features`` to every row of ``entity_df`` as they were at its ``timestamp_column``.
 
-    ``entity_df`` is a pandas DataFrame, a pyarrow Table, or the name of a table/view
-    (or a SELECT) in the warehouse. Every problem with the input is reported before
-    any query runs. See DESIGN.md for the exact point-in-time rule.
+    ``entity_df`` (the spine) is one of:
+
+    - a pandas DataFrame or a pyarrow Table;
+    - the name of a warehouse table or view: a plain identifier, optionally quoted and
+      optionally qualified (``labels``, ``main."Churn Labels"``);
+    - one SELECT statement (``WITH``, ``UNION`` and trailing comments are fine), checked by
+      DuckDB's own parser: several statements, or any other kind, are refused.
+
+    Column names starting with ``__fs_`` (in any case) are reserved. Join-key columns of a
+    DataFrame or Table are converted to the key's declared type only where no value can
+    change meaning: integer keys take integer columns, float or decimal columns holding
+    whole numbers, and text in plain decimal form (``"42"``, not ``"4_2"``, ``" 42"`` or
+    ``"042"``; see :func:`feature_store.codec.entity_tag`); string keys take text only;
+    timestamp keys take timestamps or ISO 8601 text; date keys take dates, ISO dates or
+    midnight timestamps. Anything else is refused, naming the column, the first bad row
+    (counting from 0) and its value. NULL keys are kept and match no feature row. A
+    warehouse spine's keys are compared as DuckDB types them. Every problem with the input
+    is reported before the training-set query runs; a warehouse spine is checked with one
+    short read of the warehouse.
+
+    ``wait`` and ``on_wait`` apply to each opening of the warehouse file, as in
+    :func:`connect`. See DESIGN.md for the exact point-in-time rule.
     """
     if isinstance(features, str):
         features = [features]
@@ -150,23 +234,30 @@ def get_historical_features(
     names = output_names(feats, full_feature_names)
     ttl_override = _normalize_ttl_override(registry, ttl_override)
 
+    spine: pa.Table | _SqlSpine
     if isinstance(entity_df, str):
-        spine, columns = _warehouse_spine(registry, entity_df, timestamp_column)
+        spine, columns = _warehouse_spine(registry, entity_df, timestamp_column, duckdb_config, wait, on_wait)
+        _check_spine_columns(registry, feats, columns, names)
     else:
-        spine = _arrow_spine(entity_df, timestamp_column)
-        columns = [c for c in spine.column_names if c not in (ROW, TS)]
-    _check_spine_columns(registry, feats, columns, names, timestamp_column)
+        spine, columns = _arrow_spine(registry, feats, names, entity_df, timestamp_column)
 
     sql = compile_call(registry, macro_call(
         "point_in_time_join",
         spine=SPINE, timestamp=TS, features=[f.ref for f in feats], full_feature_names=full_feature_names,
         ttl_override=ttl_override, as_of_created=as_of_created, row_id=ROW,
     ))
-    return RetrievalJob(registry, sql, spine, feats, columns + names, duckdb_config)
+    return RetrievalJob(registry, sql, spine, feats, columns + names, duckdb_config, wait=wait, on_wait=on_wait)
 
 
-def _check_spine_columns(registry: Registry, feats: list[Feature], columns: list[str], names: list[str],
-                         timestamp_column: str) -> None:
+def _check_reserved(columns: Iterable[str], where: str) -> None:
+    reserved = [c for c in columns if c.lower().startswith(RESERVED_PREFIX)]
+    if reserved:
+        raise EntityDataFrameError(
+            f"column(s) {', '.join(map(repr, reserved))} of {where}: names starting with {RESERVED_PREFIX!r} are "
+            "reserved by feature_store; rename them")
+
+
+def _check_spine_columns(registry: Registry, feats: list[Feature], columns: list[str], names: list[str]) -> None:
     problems = []
     for view_name in dict.fromkeys(f.view for f in feats):
         view = registry.view(view_name)
@@ -178,29 +269,128 @@ def _check_spine_columns(registry: Registry, feats: list[Feature], columns: list
     if clash:
         problems.append(f"feature column(s) {', '.join(clash)} would overwrite entity dataframe columns; "
                         "rename them or pass full_feature_names=True")
-    for reserved in (ROW, TS):
-        if reserved in columns:
-            problems.append(f"column {reserved!r} is reserved by feature_store; rename it")
     if problems:
         raise EntityDataFrameError("; ".join(problems) + f" (columns present: {', '.join(columns)})")
 
 
-def _arrow_spine(entity_df, timestamp_column: str) -> pa.Table:
+def _arrow_spine(registry: Registry, feats: list[Feature], names: list[str], entity_df,
+                 timestamp_column: str) -> tuple[pa.Table, list[str]]:
+    """The spine as an Arrow table with ROW and TS appended, and its own columns."""
     if isinstance(entity_df, pd.DataFrame):
+        _check_reserved(map(str, entity_df.columns), "the entity dataframe")
         table = pa.Table.from_pandas(entity_df, preserve_index=False)
     elif isinstance(entity_df, pa.Table):
+        _check_reserved(entity_df.column_names, "the entity dataframe")
         table = entity_df
     else:
         raise EntityDataFrameError(
             f"entity_df must be a pandas DataFrame, a pyarrow Table or a warehouse table name/SELECT; "
             f"got {type(entity_df).__name__}")
-    if timestamp_column not in table.column_names:
+    columns = table.column_names
+    if timestamp_column not in columns:
         raise EntityDataFrameError(
             f"timestamp column {timestamp_column!r} is not in the entity dataframe (columns: "
-            f"{', '.join(table.column_names)}); pass timestamp_column=")
+            f"{', '.join(columns)}); pass timestamp_column=")
+    _check_spine_columns(registry, feats, columns, names)
+    for key, (kind, declared) in _key_types(registry, feats).items():
+        i = columns.index(key)
+        table = table.set_column(i, key, _key_column(key, kind, declared, table.column(i)))
     ts = _utc_naive(table.column(timestamp_column), timestamp_column)
     table = table.append_column(ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    return table.append_column(TS, ts)
+    return table.append_column(TS, ts), columns
+
+
+def _key_types(registry: Registry, feats: list[Feature]) -> dict[str, tuple[str | None, str | None]]:
+    """Each join key of the requested views: its kind and declared type (views agree; the registry checks)."""
+    types: dict[str, tuple[str | None, str | None]] = {}
+    for view_name in dict.fromkeys(f.view for f in feats):
+        view = registry.view(view_name)
+        for key in view.join_keys:
+            declared = view.column_types.get(key)
+            if key not in types or types[key][1] is None:
+                types[key] = (type_kind(declared), declared)
+    return types
+
+
+_INT_TEXT = f"^(?:{INT_KEY_PATTERN})$"
+
+
+def _key_column(name: str, kind: str | None, declared: str | None, col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Join-key column ``name`` in its declared kind; EntityDataFrameError where a value could change meaning."""
+    if pa.types.is_dictionary(col.type):  # pandas categoricals
+        col = col.cast(col.type.value_type)
+    typ = col.type
+    if kind is None or pa.types.is_null(typ):
+        return col
+    text = pa.types.is_string(typ) or pa.types.is_large_string(typ)
+    if kind == "int":
+        if pa.types.is_integer(typ):
+            return col
+        fix = "give integers, or their plain decimal text such as '42' (no spaces, '_', '+' or leading zeros)"
+        if text:
+            _refuse_first(name, declared, col, pc.invert(pc.match_substring_regex(col, _INT_TEXT)), fix)
+        if text or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+            return _strict_cast(name, declared, col, pa.int64(), fix)
+    elif kind == "string":
+        if text:
+            return col
+    elif kind == "timestamp":
+        if pa.types.is_timestamp(typ):
+            return col.cast(pa.timestamp(typ.unit)) if typ.tz else col  # Arrow stores UTC: naive UTC, as online
+        if text:
+            given = col.to_pandas()
+            parsed = pd.to_datetime(given, format="ISO8601", utc=True, errors="coerce")
+            _refuse_first(name, declared, col, pa.chunked_array([pa.array(parsed.isna() & given.notna())]),
+                          "give timestamps or ISO 8601 text such as '2025-11-03T00:07:54Z'")
+            return pa.chunked_array([pa.array(parsed.dt.tz_localize(None), pa.timestamp("us"))])
+    elif kind == "date":
+        fix = "give dates, ISO dates such as '2025-11-03', or timestamps at midnight"
+        if pa.types.is_date(typ):
+            return col
+        if pa.types.is_timestamp(typ):
+            dates = col.cast(pa.date32())
+            _refuse_first(name, declared, col, pc.not_equal(dates.cast(typ), col), fix)
+            return dates
+        if text:
+            return _strict_cast(name, declared, col, pa.date32(), fix)
+    elif kind == "bool":
+        if pa.types.is_boolean(typ):
+            return col
+    elif pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):  # float, decimal
+        return col
+    raise EntityDataFrameError(
+        f"join key column {name!r} of the entity dataframe has type {typ}, but the feature views declare "
+        f"{name} as {declared}; convert the column to {kind} first")
+
+
+def _refuse_first(name: str, declared: str | None, col: pa.ChunkedArray, bad: pa.ChunkedArray, fix: str) -> None:
+    """Raise for the first row where ``bad`` is true (NULL keys are never bad)."""
+    row = pc.index(bad, True).as_py()
+    if row >= 0:
+        raise _bad_key(name, declared, col, row, fix)
+
+
+def _strict_cast(name: str, declared: str | None, col: pa.ChunkedArray, target: pa.DataType,
+                 fix: str) -> pa.ChunkedArray:
+    try:
+        return col.cast(target, safe=True)
+    except pa.ArrowInvalid:
+        pass
+    lo, hi = 0, len(col)  # the first value that does not cast is in [lo, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            col.slice(lo, mid - lo).cast(target, safe=True)
+            lo = mid
+        except pa.ArrowInvalid:
+            hi = mid
+    raise _bad_key(name, declared, col, lo, fix)
+
+
+def _bad_key(name: str, declared: str | None, col: pa.ChunkedArray, row: int, fix: str) -> EntityDataFrameError:
+    return EntityDataFrameError(
+        f"join key column {name!r} is declared {declared}, but row {row} (counting from 0) holds "
+        f"{col[row].as_py()!r}; {fix}")
 
 
 def _utc_naive(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
@@ -227,20 +417,46 @@ def _utc_naive(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     return parsed
 
 
-def _warehouse_spine(registry: Registry, relation: str, timestamp_column: str) -> tuple[str, list[str]]:
-    source = relation.strip()
-    if source.lower().startswith(("select", "with", "(", "from")):
-        source = f"({source.strip('()') if source.startswith('(') else source})"
-    con = connect(registry)
+# A table or view name: identifiers, bare or double-quoted, up to catalog.schema.name.
+_IDENTIFIER = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
+_RELATION = re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER}){{0,2}}")
+
+
+def _spine_source(entity_df: str) -> str:
+    """The SELECT reading a warehouse spine, once it is known to be a relation name or one SELECT."""
+    text = entity_df.strip()
+    if _RELATION.fullmatch(text):
+        return f"SELECT * FROM {text}"
+    try:
+        statements = duckdb.extract_statements(text)
+    except duckdb.Error as exc:
+        raise EntityDataFrameError(
+            f"entity_df {entity_df!r} is neither a table/view name nor a SELECT DuckDB can parse: {exc}") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        found = ", ".join(st.type.name for st in statements) or "no statement"
+        raise EntityDataFrameError(
+            f"entity_df {entity_df!r} holds {found}; give one SELECT (no ';' and further statements) "
+            "or a table/view name")
+    # Appended after `AS`, not wrapped in parentheses: a trailing `-- comment` or `;` stays harmless.
+    return text
+
+
+def _warehouse_spine(registry: Registry, entity_df: str, timestamp_column: str, duckdb_config: dict | None,
+                     wait: float, on_wait: Callable[[str], None] | None) -> tuple[_SqlSpine, list[str]]:
+    """The spine of a warehouse relation or SELECT, checked in one short read, and its columns."""
+    source = _spine_source(entity_df)
+    con = connect(registry, duckdb_config, wait=wait, on_wait=on_wait)
     try:
         try:
-            desc = con.execute(f"DESCRIBE SELECT * FROM {source} AS s").fetchall()
+            con.execute(f"CREATE TEMP VIEW {SOURCE} AS {source}")
+            desc = con.execute(f"DESCRIBE {SOURCE}").fetchall()
         except duckdb.Error as exc:
-            raise EntityDataFrameError(f"entity_df {relation!r} is not a readable table or query: {exc}") from None
+            raise EntityDataFrameError(f"entity_df {entity_df!r} is not a readable table or query: {exc}") from None
         types = {row[0]: row[1].upper() for row in desc}
+        _check_reserved(types, f"entity_df {entity_df!r}")
         if timestamp_column not in types:
             raise EntityDataFrameError(
-                f"timestamp column {timestamp_column!r} is not in {relation} (columns: {', '.join(types)})")
+                f"timestamp column {timestamp_column!r} is not in {entity_df} (columns: {', '.join(types)})")
         ts_expr = f'"{timestamp_column}"'
         if "TIME ZONE" in types[timestamp_column]:
             ts_expr = f"({ts_expr} AT TIME ZONE 'UTC')"
@@ -248,17 +464,18 @@ def _warehouse_spine(registry: Registry, relation: str, timestamp_column: str) -
             ts_expr = f"TRY_CAST({ts_expr} AS TIMESTAMP)"
         nulls, bad = con.execute(
             f'SELECT count(*) FILTER (WHERE "{timestamp_column}" IS NULL), '
-            f'count(*) FILTER (WHERE "{timestamp_column}" IS NOT NULL AND {ts_expr} IS NULL) FROM {source} AS s'
+            f'count(*) FILTER (WHERE "{timestamp_column}" IS NOT NULL AND {ts_expr} IS NULL) FROM {SOURCE}'
         ).fetchone()
     finally:
         con.close()
     if nulls:
-        raise EntityDataFrameError(f"{nulls} row(s) of {relation} have a NULL in timestamp column {timestamp_column!r}")
+        raise EntityDataFrameError(
+            f"{nulls} row(s) of {entity_df} have a NULL in timestamp column {timestamp_column!r}")
     if bad:
-        raise EntityDataFrameError(f"{bad} row(s) of {relation} have a {timestamp_column!r} that is not a timestamp")
-    sql = (f"SELECT *, row_number() OVER () AS {ROW}, CAST({ts_expr} AS TIMESTAMP) AS {TS} "
-           f"FROM {source} AS s")
-    return sql, list(types)
+        raise EntityDataFrameError(
+            f"{bad} row(s) of {entity_df} have a {timestamp_column!r} that is not a timestamp")
+    select = f"SELECT *, row_number() OVER () AS {ROW}, CAST({ts_expr} AS TIMESTAMP) AS {TS} FROM {SOURCE}"
+    return _SqlSpine(source, select), list(types)
 
 
 def null_rates(table: pa.Table, columns: list[str]) -> dict[str, float]:

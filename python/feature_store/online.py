@@ -2,7 +2,7 @@
 
 :class:`OnlineStore` owns the connection (URL, retries with backoff, the key prefix
 ``fs:<project>:<target>`` that keeps dev and prod apart), writes rows with the
-never-regress Lua script, and keeps the sync watermarks. :func:`get_online_features`
+write script, and keeps the sync state and locks. :func:`get_online_features`
 reads any number of entities and views in one round trip, checks every value's
 age against its view's ttl at read time, applies the features' fallbacks, and
 returns an :class:`OnlineResponse` in Feast's shape.
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError
 from redis.retry import Retry
 
@@ -48,13 +48,17 @@ URL_ENV = "FEATURE_STORE_REDIS_URL"
 
 
 class FieldStatus(str, Enum):
-    """What happened to one value of a response (Feast's names, plus ``IMPUTED``)."""
+    """What happened to one value of a response (Feast's names, plus ``IMPUTED`` and ``NOT_SYNCED``)."""
 
     PRESENT = "PRESENT"  # a live value
     NULL_VALUE = "NULL_VALUE"  # the entity's row exists and holds NULL for this feature
-    NOT_FOUND = "NOT_FOUND"  # no row for the entity (never synced, or evicted by Redis)
+    NOT_FOUND = "NOT_FOUND"  # no row for the entity (none offline, expired, or evicted by Redis)
     OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"  # a row exists but is older than the view's ttl
     IMPUTED = "IMPUTED"  # was missing; the feature's `fallback: {impute: ...}` was served
+    # This Redis holds no finished sync of the view: never synced, or its data is gone
+    # (flush, restart, failover to an empty replica). Never imputed: a default served from
+    # an empty store would look real.
+    NOT_SYNCED = "NOT_SYNCED"
 
     def __str__(self) -> str:
         return self.value
@@ -78,27 +82,63 @@ class WriteResult:
 
     rows: int = 0  # rows handed in
     written: int = 0  # keys written (or that would be, in a dry run)
-    skipped_older: int = 0  # not written: Redis holds a row at least as new
+    skipped_older: int = 0  # not written: Redis holds a newer version
+    unchanged: int = 0  # not written: Redis holds this version with this content already
     expired_on_arrival: int = 0  # not written: already older than the ttl
 
     def __iadd__(self, other: "WriteResult") -> "WriteResult":
         self.rows += other.rows
         self.written += other.written
         self.skipped_older += other.skipped_older
+        self.unchanged += other.unchanged
         self.expired_on_arrival += other.expired_on_arrival
         return self
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the sync asks Redis about itself (``INFO``), to notice data it lost behind our back."""
+
+    run_id: str  # changes on every restart, and differs between a master and its replica
+    evicted_keys: int  # keys evicted since the server started
+    maxmemory: int  # 0: no limit
+    policy: str  # maxmemory-policy
+
+    @property
+    def can_evict(self) -> bool:
+        """Whether this server may evict feature keys when it runs out of memory."""
+        return self.maxmemory > 0 and self.policy != "noeviction"
+
+
+# Fenced state writes: only the holder of the view's sync lock may record a finished sync.
+_SAVE_STATE = r"""
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+_RELEASE_LOCK = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RENEW_LOCK = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 
 
 class OnlineStore:
     """Redis as the online store, under one key prefix.
 
     ``url`` defaults to ``$FEATURE_STORE_REDIS_URL``, else ``redis://localhost:6379/0``;
-    passwords (``redis://:pw@host``) and TLS (``rediss://``) work as in redis-py.
-    A failed connection is retried ``retries`` times with exponential backoff (from
-    ``backoff_base`` seconds, capped at ``backoff_cap``) before :class:`OnlineStoreError`.
-    ``restore``: write each row as one ``RESTORE`` of a hash (Redis 7.0+) rather than
-    ``HSET`` + ``PEXPIREAT``; None (the default) decides on the first write, by the server's
-    version and whether its ACL lets this user RESTORE.
+    passwords (``redis://:pw@host``) and TLS (``rediss://``) work as in redis-py, and so
+    do ``?socket_timeout=…&socket_connect_timeout=…`` in the URL (they win over the
+    arguments). Reads are bounded: each attempt waits at most ``connect_timeout`` to
+    connect and ``timeout`` for an answer, and a failed attempt is retried ``retries``
+    times with exponential backoff from ``backoff`` seconds, so with the defaults a read
+    returns or raises :class:`OnlineStoreError` within about a second even when the
+    server accepts connections and never answers. Refused credentials are not retried.
+    The sync's writes wait up to ``write_timeout`` for an answer (a script call over
+    hundreds of rows on a busy server), with the same retries.
     """
 
     def __init__(
@@ -106,31 +146,41 @@ class OnlineStore:
         url: str | None = None,
         *,
         prefix: str,
-        retries: int = 3,
-        backoff_base: float = 0.05,
-        backoff_cap: float = 1.0,
-        connect_timeout: float = 2.0,
-        socket_timeout: float = 10.0,
-        restore: bool | None = None,
+        timeout: float = 0.25,
+        connect_timeout: float = 0.25,
+        retries: int = 2,
+        backoff: float = 0.05,
+        write_timeout: float = 30.0,
     ):
         self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
         self.prefix = prefix
         self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.write_timeout = write_timeout
+        self.client = self._client(timeout)
+        self._write_client: redis.Redis | None = None
+        self._shas: dict[str, str] = {}
+        self._plans: dict[tuple, tuple[Registry, _ReadPlan]] = {}
+
+    def _client(self, timeout: float) -> redis.Redis:
         try:
-            self.client = redis.Redis.from_url(
-                self.url,
-                retry=Retry(ExponentialBackoff(cap=backoff_cap, base=backoff_base), retries),
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=socket_timeout,
-            )
-        except ValueError as exc:
+            # redis-py's own retries are off: nested in ours they multiplied the wait on a
+            # hung server (minutes); _retrying bounds the attempts and skips auth errors.
+            return redis.Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=self.connect_timeout,
+                                        socket_timeout=timeout)
+        except (ValueError, TypeError) as exc:
             raise OnlineStoreError(
                 f"{redact(self.url)} is not a Redis URL ({exc}); write redis://[:password@]host:port/db "
                 f"or rediss:// for TLS (--redis-url or ${URL_ENV})") from None
-        self.restore = restore
-        self._version: tuple[int, ...] | None = None
-        self._shas: dict[str, str] = {}
-        self._plans: dict[tuple, tuple[Registry, _ReadPlan]] = {}
+
+    @property
+    def write_client(self) -> redis.Redis:
+        """The client the sync writes with (its answers may take longer: ``write_timeout``)."""
+        if self._write_client is None:
+            self._write_client = self._client(self.write_timeout)
+        return self._write_client
 
     @classmethod
     def for_registry(cls, registry: Registry, url: str | None = None, **kwargs: Any) -> "OnlineStore":
@@ -142,6 +192,8 @@ class OnlineStore:
 
     def close(self) -> None:
         self.client.close()
+        if self._write_client is not None:
+            self._write_client.close()
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -162,18 +214,43 @@ class OnlineStore:
         except RedisError as exc:
             raise OnlineStoreError(f"Redis at {redact(self.url)} answered an error while {doing}: {exc}") from None
 
+    def _retrying(self, attempt: Callable[[], Any], on_error: Callable[[], Any] | None = None) -> Any:
+        """``attempt()``, retried ``retries`` times with backoff on connection errors and timeouts.
+
+        Refused credentials and error replies are not retried: trying again cannot help.
+        """
+        for n in range(self.retries + 1):
+            try:
+                return attempt()
+            except AuthenticationError:
+                raise
+            except (redis.ConnectionError, redis.TimeoutError):
+                if on_error is not None:
+                    on_error()
+                if n == self.retries:
+                    raise
+                time.sleep(min(self.backoff * 2**n, 1.0))
+        raise AssertionError("unreachable")
+
+    def _call(self, doing: str, fn: Callable[[], Any]) -> Any:
+        """One redis-py call, retried and with our errors."""
+        with self._errors(doing):
+            return self._retrying(fn)
+
     def ping(self) -> None:
         """Check the connection now (:class:`OnlineStoreError` if Redis cannot be reached)."""
-        with self._errors("connecting"):
-            self.client.ping()
+        self._call("connecting", self.client.ping)
 
-    def server_version(self) -> tuple[int, ...]:
-        """The server's version, e.g. ``(7, 0, 15)`` (asked once)."""
-        if self._version is None:
-            with self._errors("asking the server's version"):
-                text = str(self.client.info("server").get("redis_version", "0"))
-            self._version = tuple(int(part) for part in text.split(".") if part.isdigit())
-        return self._version
+    def server_facts(self) -> ServerFacts | None:
+        """The server's run id, evictions and memory policy (``INFO``); None if this user may not ask."""
+        try:
+            info = self._call("asking the server about itself (INFO)", self.client.info)
+        except OnlineStoreError as exc:
+            if "NOPERM" in str(exc) or "unknown command" in str(exc):
+                return None
+            raise
+        return ServerFacts(run_id=str(info.get("run_id", "")), evicted_keys=int(info.get("evicted_keys", 0)),
+                           maxmemory=int(info.get("maxmemory", 0)), policy=str(info.get("maxmemory_policy", "")))
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -182,8 +259,12 @@ class OnlineStore:
         return codec.view_key(self.prefix, view.name, codec.entity_tag(view.join_keys, _key_kinds(view), entity))
 
     def sync_key(self, view_name: str) -> str:
-        """The hash holding ``view_name``'s sync watermark and backfill checkpoints."""
+        """The hash holding ``view_name``'s sync state: the last finished sync, backfill checkpoints."""
         return f"{self.prefix}:_sync:{view_name}"
+
+    def lock_key(self, view_name: str) -> str:
+        """The string a running sync of ``view_name`` holds (its token), with a lease."""
+        return f"{self.prefix}:_sync:{view_name}:lock"
 
     # -- scripts -----------------------------------------------------------------------------
 
@@ -191,16 +272,23 @@ class OnlineStore:
         """The SHA of the script called ``name`` (text from ``source()``), loaded on first use."""
         sha = self._shas.get(name)
         if sha is None:
-            with self._errors("loading the online-store scripts"):
-                sha = self.client.script_load(source())
+            sha = self._call("loading the online-store scripts", lambda: self.write_client.script_load(source()))
             self._shas[name] = sha
         return sha
 
-    def _pipeline(self, packed: bytes, replies: int, doing: str) -> list:
-        """Send pre-encoded commands in one write and read their ``replies``: one round trip.
+    def _script(self, name: str, source: str, keys: list[str], args: list[Any], doing: str) -> Any:
+        """Run one of the small state scripts (loaded once, reloaded after a restart)."""
+        def run():
+            try:
+                return self.client.evalsha(self._sha(name, lambda: source), len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                self._shas.pop(name, None)
+                return self.client.evalsha(self._sha(name, lambda: source), len(keys), *keys, *args)
 
-        Retried like any redis-py command (connection errors, with backoff).
-        """
+        return self._call(doing, run)
+
+    def _pipeline(self, packed: bytes, replies: int, doing: str) -> list:
+        """Send pre-encoded commands in one write and read their ``replies``: one round trip."""
         pool = self.client.connection_pool
 
         def attempt() -> list:
@@ -214,50 +302,66 @@ class OnlineStore:
             finally:
                 pool.release(conn)
 
-        with self._errors(doing):
-            return self.client.get_retry().call_with_retry(attempt, lambda exc: None)
+        return self._call(doing, attempt)
 
-    # -- watermarks --------------------------------------------------------------------------
+    # -- sync state ----------------------------------------------------------------------------
 
-    def get_watermark(self, view_name: str) -> datetime | None:
-        """The time up to which ``view_name`` was synced (naive UTC), or None."""
-        return self._get_time(view_name, "watermark")
+    def sync_state(self, view_name: str) -> dict[str, str]:
+        """The sync state of ``view_name`` (empty: never synced here, or Redis lost it)."""
+        raw = self._call(f"reading the sync state of {view_name}", lambda: self.client.hgetall(self.sync_key(view_name)))
+        return {k.decode(): v.decode() for k, v in raw.items()}
 
-    def set_watermark(self, view_name: str, value: datetime) -> None:
-        self._set_time(view_name, "watermark", value)
+    def save_sync_state(self, view_name: str, token: str, fields: Mapping[str, Any]) -> bool:
+        """Record ``fields`` in the view's sync state if ``token`` still holds its lock (else False)."""
+        args = [x for k, v in fields.items() for x in (k, str(v))]
+        return bool(self._script("save_state", _SAVE_STATE, [self.sync_key(view_name), self.lock_key(view_name)],
+                                 [token, *args], f"saving the sync state of {view_name}"))
+
+    def try_lock(self, view_name: str, token: str, lease_ms: int) -> str | None:
+        """Take the view's sync lock for ``lease_ms``; None if taken, else the holder's token."""
+        key = self.lock_key(view_name)
+        if self._call(f"locking {view_name}", lambda: self.client.set(key, token, nx=True, px=lease_ms)):
+            return None
+        holder = self._call(f"locking {view_name}", lambda: self.client.get(key))
+        return holder.decode() if holder else ""
+
+    def renew_lock(self, view_name: str, token: str, lease_ms: int) -> bool:
+        """Extend the lease of a lock this token holds (False: it is gone)."""
+        return bool(self._script("renew_lock", _RENEW_LOCK, [self.lock_key(view_name)], [token, lease_ms],
+                                 f"renewing the sync lock of {view_name}"))
+
+    def unlock(self, view_name: str, token: str) -> None:
+        """Release the lock if this token still holds it."""
+        self._script("release_lock", _RELEASE_LOCK, [self.lock_key(view_name)], [token],
+                     f"releasing the sync lock of {view_name}")
+
+    def count_keys(self, view_name: str) -> int:
+        """How many keys ``view_name`` has here: a SCAN over the prefix, O(keys), for a person looking."""
+        pattern = f"{self.prefix}:{{*}}:{view_name}"
+        return self._call(f"counting the keys of {view_name}",
+                          lambda: sum(1 for _ in self.client.scan_iter(match=pattern, count=10_000)))
 
     def get_checkpoint(self, view_name: str, label: str) -> datetime | None:
         """The end of the last finished chunk of backfill ``label``, or None."""
-        return self._get_time(view_name, f"backfill {label}")
-
-    def set_checkpoint(self, view_name: str, label: str, value: datetime) -> None:
-        self._set_time(view_name, f"backfill {label}", value)
-
-    def _get_time(self, view_name: str, field: str) -> datetime | None:
-        with self._errors(f"reading the sync state of {view_name}"):
-            raw = self.client.hget(self.sync_key(view_name), field)
-        return datetime.fromisoformat(raw.decode()) if raw else None
-
-    def _set_time(self, view_name: str, field: str, value: datetime) -> None:
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        with self._errors(f"saving the sync state of {view_name}"):
-            self.client.hset(self.sync_key(view_name), field, value.isoformat(sep=" "))
+        raw = self.sync_state(view_name).get(f"backfill {label}")
+        return datetime.fromisoformat(raw) if raw else None
 
     # -- writing -----------------------------------------------------------------------------
 
-    def writer(self, view: FeatureView, *, dry_run: bool = False, rows_per_call: int = 500) -> "BatchWriter":
+    def writer(self, view: FeatureView, *, definition: str | None = None, fence: tuple[str, str] | None = None,
+               dry_run: bool = False, rows_per_call: int = 500) -> "BatchWriter":
         """A :class:`~feature_store.writer.BatchWriter` for ``view``: submit Arrow batches, read the counts."""
-        from feature_store.writer import BatchWriter  # pyarrow: only when writing
+        from feature_store.writer import BatchWriter, definition_digest  # pyarrow: only when writing
 
-        return BatchWriter(self, view, dry_run=dry_run, rows_per_call=rows_per_call)
+        return BatchWriter(self, view, definition=definition or definition_digest(view), fence=fence,
+                           dry_run=dry_run, rows_per_call=rows_per_call)
 
     def write(self, view: FeatureView, rows: "pa.RecordBatch | pa.Table", *, dry_run: bool = False,
               wall_now: float | None = None) -> WriteResult:
-        """Write the latest rows of ``view`` now; a row older than the stored one is skipped, in Redis.
+        """Write the latest rows of ``view`` now, under the write rule (see :mod:`feature_store.writer`).
 
         ``rows`` holds the join keys, the features, ``__event_ts`` and ``__created_ts``
-        (what :func:`feature_store.offline.snapshot` streams); see
+        (what :func:`feature_store.snapshot.snapshot` streams); see
         :class:`~feature_store.writer.BatchWriter` for what is counted.
         """
         total = WriteResult()
@@ -384,6 +488,8 @@ def _now_us(now: datetime | None) -> int:
 
 # Sync keys always hold `name=value` inside the tag, so this one is never written.
 NULL_KEY_TAG = "{}"
+# The sync-state field that exists once a sync of the view has finished in this Redis.
+SYNCED_FIELD = "as_of"
 
 
 def get_online_features(
@@ -405,7 +511,9 @@ def get_online_features(
     feature's fallback: ``impute`` serves the default (status ``IMPUTED``), ``gate``
     raises :class:`FeatureMissing` (with ``gate="status"``: leaves ``None`` and the
     status, for a person looking), none leaves ``None``. ``apply_fallbacks=False``
-    shows what Redis holds, without any fallback.
+    shows what Redis holds, without any fallback. A view with no finished sync in
+    this Redis (never synced, or its data was lost) gives ``NOT_SYNCED`` for all its
+    values: no default is imputed, and gated features raise.
     """
     if gate not in ("raise", "status"):
         raise ValueError(f"gate must be 'raise' or 'status', got {gate!r}")
@@ -434,8 +542,12 @@ def get_online_features(
         for key in [(prefix + t + vp.suffix).encode() for t in vt]:
             commands.append(b"%s$%d\r\n%s\r\n%s" % (head, len(key), key, fields))
     # One pipelined HMGET per (view, entity): one round trip, and on a cluster each key
-    # stays a single-slot command (a Lua script over many entities could not).
-    replies = store._pipeline(b"".join(commands), len(commands), "reading features") if n else []
+    # stays a single-slot command (a Lua script over many entities could not). The same
+    # round trip asks whether each view has a finished sync here at all.
+    synced_fields = b"".join(_hget(store.sync_key(vp.view.name), SYNCED_FIELD) for vp in plan.views)
+    replies = store._pipeline(b"".join(commands) + synced_fields, len(commands) + len(plan.views),
+                              "reading features") if n else []
+    synced = {vp.view.name: not n or replies[len(commands) + i] is not None for i, vp in enumerate(plan.views)}
 
     width = len(plan.names)
     values: list[list[Any]] = [[None] * n for _ in range(width)]
@@ -449,6 +561,10 @@ def get_online_features(
         i += n
         ts_list: list[int | None] = [None] * n
         event_ts[vp.view.name] = ts_list
+        if not synced[vp.view.name]:
+            for c in vp.columns:
+                statuses[c] = [FieldStatus.NOT_SYNCED] * n
+            continue
         cutoff = now_us - vp.ttl_us if vp.ttl_us is not None else None
         cols = vp.columns
         live: list[int] = []
@@ -484,7 +600,7 @@ def get_online_features(
             if all(s is present for s in col_status):
                 continue
             for r, s in enumerate(col_status):
-                if s is present:
+                if s is present or (s is FieldStatus.NOT_SYNCED and fallback.kind == "impute"):
                     continue
                 if fallback.kind == "gate":
                     if gate == "status":
@@ -500,7 +616,15 @@ def get_online_features(
     return OnlineResponse(entities, plan.names, values, statuses, plan.features, event_ts, imputed)
 
 
+def _hget(key: str, field: str) -> bytes:
+    k, f = key.encode(), field.encode()
+    return b"*3\r\n$4\r\nHGET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(f), f)
+
+
 def _reason(status: FieldStatus, view: FeatureView, ets: int | None, now_us: int) -> str:
+    if status is FieldStatus.NOT_SYNCED:
+        return (f"{view.name} has no finished sync in this Redis (never synced, or Redis lost its data); "
+                "run `fstore sync`")
     if status is FieldStatus.NOT_FOUND:
         return f"no row of {view.name} in the online store (never synced, or evicted after its ttl)"
     if status is FieldStatus.OUTSIDE_MAX_AGE:

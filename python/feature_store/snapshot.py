@@ -1,20 +1,115 @@
-"""The sync's read of the warehouse: the latest row per entity of one view (placeholder, being rewritten)."""
+"""The sync's read of the warehouse: what changed in a view, and the latest row per entity.
+
+Two questions, answered in one connection (DuckDB lets no writer in while it is open,
+so both answers describe the same data):
+
+* **What may have changed since the last sync?** :class:`Fingerprints` split the view's
+  entities into hash partitions and digest each partition's rows (every column the
+  view declares, every row of history). A partition whose digest is unchanged holds
+  exactly the rows it held at the last sync, so its entities' latest rows as of the
+  new time differ only where a row's event time falls between the two syncs. That is
+  what an incremental sync reads: the changed partitions, plus the entities with a row
+  in ``(last as_of, as_of]``. No watermark of ours, no clock and no assumption about
+  how the model is built (a rebuilt table keeps its timestamps; a late row may carry an
+  old one) enters the proof.
+* **The latest row per entity as of a time**: the point-in-time macro with a spine of
+  the entities to read, so online values come from the one definition.
+
+The rows are spooled to Parquet files in a temporary folder and the connection is
+closed before anything is written to Redis: the file is held for the queries alone,
+not while Redis works, so a ``dbt build`` scheduled after the sync starts is kept
+waiting as briefly as possible.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable
+from pathlib import Path
+from typing import Callable, Iterator
 
-import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from feature_store.compiler import compile_call
 from feature_store.offline import ROW, SPINE, TS, connect, macro_call
-from feature_store.registry import Registry
+from feature_store.registry import FeatureView, Registry
+
+__all__ = ["Fingerprints", "SnapshotReader", "snapshot"]
 
 # Entities per snapshot query: DuckDB's join memory grows with the entities it joins at
 # once, so a large view is read in hash partitions of about this many (one after another).
 PARTITION_KEYS = 100_000
+# Fingerprint partitions: about this many entities each, so a change touching 1% of the
+# entities at random re-reads about a tenth of them; at most MAX_PARTS (16 hex digits
+# each: the state stays a few hundred KB).
+ENTITIES_PER_PART = 12
+MAX_PARTS = 16_384
+_EMPTY = "0" * 16
+_CHANGED = "__fs_changed"
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """A digest per hash partition of a view's entities: 16 hex digits of (row count, sum of row hashes)."""
+
+    parts: int
+    digests: tuple[str, ...]
+
+    def encode(self) -> str:
+        """As stored in the sync state: the digests back to back."""
+        return "".join(self.digests)
+
+    @classmethod
+    def decode(cls, parts: int, text: str) -> "Fingerprints | None":
+        """The inverse of :meth:`encode`; None when ``text`` is not ``parts`` digests."""
+        if parts < 1 or len(text) != parts * 16:
+            return None
+        return cls(parts, tuple(text[i:i + 16] for i in range(0, len(text), 16)))
+
+    def changed(self, other: "Fingerprints") -> list[int]:
+        """Partitions whose digest differs from ``other``'s (every one if the partitioning differs)."""
+        if other.parts != self.parts:
+            return list(range(self.parts))
+        return [p for p, (a, b) in enumerate(zip(self.digests, other.digests)) if a != b]
+
+
+def choose_parts(entities: int) -> int:
+    """The fingerprint partitions for a view of ``entities`` entities: a power of two."""
+    parts = 1
+    while parts * ENTITIES_PER_PART < entities and parts < MAX_PARTS:
+        parts *= 2
+    return parts
+
+
+class SnapshotReader:
+    """The rows of a snapshot, spooled to Parquet: iterate for Arrow record batches, then :meth:`close`.
+
+    ``total_rows`` is the number of entities read; ``fingerprints`` the view's partition
+    digests at the time of the read (None for a backfill read); ``plan`` says in words
+    what was read and why.
+    """
+
+    def __init__(self, folder: Path, files: list[Path], batch_rows: int, total_rows: int,
+                 fingerprints: Fingerprints | None, plan: str):
+        self._folder, self._files, self._batch_rows = folder, files, batch_rows
+        self.total_rows = total_rows
+        self.fingerprints = fingerprints
+        self.plan = plan
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for path in self._files:
+            yield from pq.ParquetFile(path).iter_batches(batch_size=self._batch_rows)
+
+    def read_all(self) -> pa.Table:
+        """Every row, as one table."""
+        return pa.concat_tables([pq.read_table(path) for path in self._files]) if self._files else pa.table({})
+
+    def close(self) -> None:
+        """Delete the spooled rows."""
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def snapshot(
@@ -23,35 +118,32 @@ def snapshot(
     as_of: datetime,
     since: datetime | None = None,
     batch_rows: int = 50_000,
+    previous: tuple[Fingerprints, datetime] | None = None,
     duckdb_config: dict | None = None,
     partition_keys: int = PARTITION_KEYS,
-) -> tuple["SnapshotReader", duckdb.DuckDBPyConnection]:
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> SnapshotReader:
     """The latest row per entity of ``view_name`` as of ``as_of``: what the online store holds.
 
-    Computed by the same point-in-time macro, with a spine of the view's entity keys at
-    ``as_of`` (keys whose rows changed after ``since``, when given). The batches carry the
-    join keys, the features, ``__event_ts`` and ``__created_ts``; a NULL ``__event_ts`` marks
-    an entity whose latest row is already older than the ttl (expired on arrival). More
-    than ``partition_keys`` entities are read in hash partitions, one query each, so memory
-    stays flat as the view grows; rows come in no particular order. The caller closes the
-    returned connection once the reader is drained.
+    Which entities are read:
+
+    * ``previous`` = (the fingerprints and as-of time of the last finished sync): the
+      entities of changed partitions and those with a row timed after the last as-of
+      (see the module docstring); the new fingerprints come back on the reader;
+    * ``since`` (a backfill chunk): the entities with a row created, or timed, after it;
+    * neither: every entity (a full read), with fingerprints.
+
+    The batches carry the join keys, the features, ``__event_ts`` and ``__created_ts``; a
+    NULL ``__event_ts`` marks an entity whose latest row is already older than the ttl
+    (expired on arrival). Rows come in no particular order. ``wait``/``on_wait``: how
+    long to wait for a ``dbt build`` that holds the DuckDB file, and how to say so.
     """
     view = registry.view(view_name)
     as_of_utc = _naive_utc(as_of)
     keys = ", ".join(f'"{k}"' for k in view.join_keys)
-    changed_col = view.created_timestamp or view.timestamp
-    where = [f'"{k}" IS NOT NULL' for k in view.join_keys] + [f'"{view.timestamp}" <= TIMESTAMP \'{as_of_utc}\'']
-    if since is not None:
-        # A row known before the last sync but with an event time after it was not live then.
-        since_sql = f"TIMESTAMP '{_naive_utc(since)}'"
-        where.append(f'("{changed_col}" > {since_sql} OR "{view.timestamp}" > {since_sql})')
-
-    def spine(extra: list[str]) -> str:
-        distinct = (f"SELECT DISTINCT {keys}, TIMESTAMP '{as_of_utc}' AS {TS} "
-                    f"FROM {view.relation} WHERE {' AND '.join(where + extra)}")
-        # Row ids must be unique: the join may match its per-view results back on them.
-        return f"SELECT *, row_number() OVER () AS {ROW} FROM ({distinct}) AS keys"
-
+    not_null = [f'"{k}" IS NOT NULL' for k in view.join_keys]
+    where = not_null + [f'"{view.timestamp}" <= TIMESTAMP \'{as_of_utc}\'']
     sql = compile_call(registry, macro_call(
         "point_in_time_join", spine=SPINE, timestamp=TS, features=[view.name], full_feature_names=False,
         row_id=ROW, include_timestamps=True,
@@ -59,44 +151,77 @@ def snapshot(
     cols = ", ".join([f'"{c}"' for c in (*view.join_keys, *view.feature_names)]
                      + [f'"{view.name}__event_timestamp" AS __event_ts',
                         f'"{view.name}__created_timestamp" AS __created_ts'])
-    con = connect(registry, duckdb_config)
+    folder = Path(tempfile.mkdtemp(prefix=f"fstore-{view.name}-"))
+    con = connect(registry, duckdb_config, wait=wait, on_wait=on_wait)
     try:
-        # Counted before streaming (one connection runs one query at a time): the sync's ETA.
+        fingerprints = None
+        if since is not None:
+            changed_col = view.created_timestamp or view.timestamp
+            since_sql = f"TIMESTAMP '{_naive_utc(since)}'"
+            # A row known before the chunk but with an event time inside it was not live then.
+            where.append(f'("{changed_col}" > {since_sql} OR "{view.timestamp}" > {since_sql})')
+            plan = f"rows changed after {since_sql[10:]}"
+        else:
+            parts = previous[0].parts if previous else None
+            if parts is None:
+                entities = con.execute(
+                    f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {view.relation} "
+                    f"WHERE {' AND '.join(not_null)}) AS e").fetchall()[0][0]
+                parts = choose_parts(entities)
+            fingerprints = _fingerprints(con, view, keys, not_null, parts)
+            plan = "every entity"
+            if previous is not None:
+                old, old_as_of = previous
+                changed = fingerprints.changed(old)
+                if _naive_utc(old_as_of) > as_of_utc:
+                    plan = "every entity (as of a time before the last sync's)"
+                elif len(changed) < parts:
+                    con.register(_CHANGED, pa.table({"p": pa.array(changed, pa.int64())}))
+                    where.append(f"((hash({keys}) % {parts}) IN (SELECT p FROM {_CHANGED}) "
+                                 f"OR \"{view.timestamp}\" > TIMESTAMP '{_naive_utc(old_as_of)}')")
+                    plan = (f"{len(changed)} of {parts} partitions changed, and rows timed after "
+                            f"{_naive_utc(old_as_of)}")
+
+        def spine(extra: list[str]) -> str:
+            distinct = (f"SELECT DISTINCT {keys}, TIMESTAMP '{as_of_utc}' AS {TS} "
+                        f"FROM {view.relation} WHERE {' AND '.join(where + extra)}")
+            # Row ids must be unique: the join may match its per-view results back on them.
+            return f"SELECT *, row_number() OVER () AS {ROW} FROM ({distinct}) AS keys"
+
+        # Counted first (one connection runs one query at a time): the sync's ETA.
         total = con.execute(f"SELECT count(*) FROM ({spine([])}) AS spine").fetchall()[0][0]
-        parts = max(1, -(-total // partition_keys))
-        spines = [spine([]) if parts == 1 else spine([f"hash({keys}) % {parts} = {p}"]) for p in range(parts)]
-        reader = SnapshotReader(con, spines, f"SELECT {cols} FROM ({sql}) AS pit", batch_rows, total)
+        chunks = max(1, -(-total // partition_keys))
+        files = []
+        for c in range(chunks if total else 0):
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {SPINE} AS "
+                        f"{spine([]) if chunks == 1 else spine([f'hash({keys}) % {chunks} = {c}'])}")
+            path = folder / f"part-{c}.parquet"
+            con.execute(f"COPY (SELECT {cols} FROM ({sql}) AS pit) TO '{path}' (FORMAT parquet)")
+            files.append(path)
     except BaseException:
-        con.close()
+        shutil.rmtree(folder, ignore_errors=True)
         raise
-    return reader, con
+    finally:
+        con.close()
+    return SnapshotReader(folder, files, batch_rows, total, fingerprints, plan)
 
 
-class SnapshotReader:
-    """Arrow record batches of a snapshot (one query per partition of its entities), and how many rows they hold."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, spines: list[str], query: str, batch_rows: int,
-                 total_rows: int):
-        self._con, self._spines, self._query, self._batch_rows = con, spines, query, batch_rows
-        self.total_rows = total_rows
-
-    def _readers(self) -> Iterable[pa.RecordBatchReader]:
-        for spine in self._spines:
-            self._con.execute(f"CREATE OR REPLACE TEMP VIEW {SPINE} AS {spine}")
-            yield self._con.sql(self._query).to_arrow_reader(self._batch_rows)
-
-    def __iter__(self):
-        for reader in self._readers():
-            yield from reader
-
-    def read_all(self) -> pa.Table:
-        """Every batch, as one table."""
-        tables = [reader.read_all() for reader in self._readers()]
-        return pa.concat_tables(tables)
+def _fingerprints(con, view: FeatureView, keys: str, not_null: list[str], parts: int) -> Fingerprints:
+    """Partition digests of every row of ``view`` (one scan)."""
+    columns = [*view.join_keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp else []),
+               *view.feature_names]
+    row_hash = "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"
+    # A sum, not an xor: replacing two equal rows by two other equal rows changes a sum.
+    rows = con.execute(
+        f"SELECT hash({keys}) % {parts} AS p, format('{{:016x}}', hash(count(*), sum({row_hash}))) "
+        f"FROM {view.relation} WHERE {' AND '.join(not_null)} GROUP BY p").fetchall()
+    digests = [_EMPTY] * parts
+    for p, digest in rows:
+        digests[p] = digest
+    return Fingerprints(parts, tuple(digests))
 
 
 def _naive_utc(value: datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return value.isoformat(sep=" ")
-

@@ -23,6 +23,11 @@ class FeatureStore:
 
     ``project_dir`` is the dbt project; ``target`` the dbt target (default: the
     profile's); ``redis_url`` defaults to ``$FEATURE_STORE_REDIS_URL``.
+    ``redis_timeout`` (connect and read, per attempt) and ``redis_retries`` bound
+    how long an online read can take on a bad network (defaults: 0.25 s and 2, so
+    about a second at most; see :class:`~feature_store.online.OnlineStore`).
+    ``wait`` is how long offline reads and syncs wait for a ``dbt build`` that holds
+    the DuckDB file (default: fail at once).
     """
 
     def __init__(
@@ -32,13 +37,22 @@ class FeatureStore:
         target: str | None = None,
         profiles_dir: str | os.PathLike | None = None,
         redis_url: str | None = None,
+        redis_timeout: float | None = None,
+        redis_retries: int | None = None,
         duckdb_config: dict | None = None,
+        wait: float = 0.0,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.target = target
         self.profiles_dir = profiles_dir
         self.redis_url = redis_url
+        self.redis_settings: dict[str, Any] = {}
+        if redis_timeout is not None:
+            self.redis_settings.update(timeout=redis_timeout, connect_timeout=redis_timeout)
+        if redis_retries is not None:
+            self.redis_settings["retries"] = redis_retries
         self.duckdb_config = duckdb_config
+        self.wait = wait
         self._registry: Registry | None = None
         self._registry_stamp: tuple | None = None
         self._online: OnlineStore | None = None
@@ -83,7 +97,7 @@ class FeatureStore:
         return get_historical_features(
             self.registry, entity_df, features, timestamp_column=timestamp_column,
             full_feature_names=full_feature_names, ttl_override=ttl_override, as_of_created=as_of_created,
-            duckdb_config=self.duckdb_config,
+            duckdb_config=self.duckdb_config, wait=self.wait,
         )
 
     @property
@@ -92,13 +106,14 @@ class FeatureStore:
         if self._online is None:
             from feature_store.online import OnlineStore
 
-            self._online = OnlineStore.for_registry(self.registry, url=self.redis_url)
+            self._online = OnlineStore.for_registry(self.registry, url=self.redis_url, **self.redis_settings)
         return self._online
 
     def materialize(self, views: Iterable[str] | None = None, **kwargs: Any) -> "SyncReport":
         """Sync the latest value per entity of the online views into Redis (``fstore sync``)."""
         from feature_store.materialize import sync
 
+        kwargs.setdefault("wait", self.wait)
         return sync(self.registry, self.online_store, views=list(views) if views else None, **kwargs)
 
     def get_online_features(
