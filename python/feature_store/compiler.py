@@ -16,6 +16,8 @@ import os
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
+import orjson
+
 from feature_store.errors import CompileError, ManifestError
 
 __all__ = ["compile_call", "parse_project"]
@@ -64,9 +66,10 @@ def parse_project(project_dir: str | os.PathLike, target: str | None = None,
 def compile_call(registry, call: str) -> str:
     """Compile one Jinja macro call (e.g. ``{{ feature_store.point_in_time_join(...) }}``) to SQL.
 
-    Cached by (manifest file, target, call): a new ``dbt parse``/``build`` invalidates it.
+    Cached by what the compiled SQL depends on (:func:`_inputs_digest`), the target and
+    the call, so the rebuild of a model's data does not cost another dbt start-up.
     """
-    key_src = b"\0".join([_manifest_digest(registry.manifest_path), registry.target.name.encode(), call.encode()])
+    key_src = b"\0".join([_inputs_digest(registry), registry.target.name.encode(), call.encode()])
     key = hashlib.sha256(key_src).hexdigest()[:32]
     if key in _memo:
         return _memo[key]
@@ -84,10 +87,38 @@ def compile_call(registry, call: str) -> str:
     return sql
 
 
-def _manifest_digest(path: Path) -> bytes:
-    st = path.stat()
-    # Size + mtime identify a manifest version without hashing megabytes on every call.
-    return f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()
+_digests: dict[tuple, bytes] = {}
+# What our macros read of a model: where it is and how it is declared, never its SQL or data.
+_NODE_FIELDS = ("relation_name", "columns", "config", "meta", "database", "schema", "alias")
+
+
+def _inputs_digest(registry) -> bytes:
+    """A digest of everything our macros' compiled SQL depends on, read from the manifest.
+
+    dbt's and the adapter's versions, every macro's text (ours, the project's, dbt's), the
+    declarations of every model (relation, columns, config, meta), and ``dbt_project.yml``
+    (its vars). Not the models' SQL or data: a `dbt build` that only changes rows, or fixes a
+    feature's SQL, rewrites the manifest but needs no recompile.
+    """
+    path = registry.manifest_path
+    project_file = registry.project_dir / "dbt_project.yml"
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (path, project_file) if p.exists())
+    if stamp in _digests:
+        return _digests[stamp]
+    try:
+        manifest = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ManifestError(f"{path} is not valid JSON ({exc}); run `dbt parse` again") from None
+    meta = manifest.get("metadata") or {}
+    macros = {uid: (m or {}).get("macro_sql") for uid, m in (manifest.get("macros") or {}).items()}
+    models = {uid: {f: node.get(f) for f in _NODE_FIELDS} for uid, node in (manifest.get("nodes") or {}).items()
+              if isinstance(node, dict) and node.get("resource_type") == "model"}
+    project = project_file.read_bytes() if project_file.exists() else b""
+    inputs = [meta.get("dbt_version"), meta.get("adapter_type"), meta.get("quoting"), macros, models,
+              project.decode(errors="replace")]
+    digest = hashlib.sha256(orjson.dumps(inputs, option=orjson.OPT_SORT_KEYS, default=str)).digest()
+    _digests[stamp] = digest
+    return digest
 
 
 def _compile_with_dbt(registry, call: str) -> str:
