@@ -17,8 +17,19 @@ import orjson
 import pytest
 import yaml
 
+from feature_store import codec
 from feature_store.errors import DefinitionError, ManifestMissing, UnknownFeature, UnknownFeatureView
-from feature_store.registry import Fallback, Registry, format_duration, parse_duration, type_kind
+from feature_store.registry import (
+    RESERVED_PREFIX,
+    SPINE_RELATION,
+    SPINE_ROW,
+    SPINE_TS,
+    Fallback,
+    Registry,
+    format_duration,
+    parse_duration,
+    type_kind,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "registry"
 
@@ -269,13 +280,126 @@ def test_durations_round_trip():
             parse_duration(bad)
 
 
+def test_a_duration_beyond_timedelta_is_a_value_error():
+    for text in ("99999999999999999999d", "9" * 5000 + "s"):
+        with pytest.raises(ValueError, match="too long a duration"):
+            parse_duration(text)
+
+
 @pytest.mark.parametrize("dtype,kind", [
     ("bigint", "int"), ("INTEGER", "int"), ("double", "float"), ("decimal(12,2)", "decimal"),
     ("varchar", "string"), ("boolean", "bool"), ("timestamp", "timestamp"), ("date", "date"),
     ("timestamp with time zone", "timestamp"), ("struct(a int)", None), (None, None),
+    # Wider than int64 but still ints to the read path, which decodes any size.
+    ("HUGEINT", "int"), ("ubigint", "int"), ("uinteger", "int"), ("int64", "int"),
+    ("timestamp_ns", "timestamp"), ("decimal(38, 0)", "decimal"), ("numeric", "decimal"),
+    ("decimal(39,0)", None), ("decimal(2,3)", None), ("decimal(abc)", None), ("decimal(" + "9" * 5000 + ")", None),
+    ("INTEGER[]", None), ("blob", None), ("interval", None), ("uuid", None),
+    (5, None), (["bigint"], None), ({"a": 1}, None),
 ])
 def test_type_kinds(dtype, kind):
     assert type_kind(dtype) == kind
+
+
+def set_type(m: dict, view: str, column: str, dtype) -> None:
+    node(m, view)["columns"][column]["data_type"] = dtype
+
+
+UNSTORABLE = ["BLOB", "bytea", "VARBINARY", "INTEGER[]", "list<bigint>", "array<string>", "struct(a int)",
+              "map(varchar, integer)", "union(a int, b varchar)", "interval", "json", "uuid", "bit",
+              "decimal(40,2)", "decimal(abc)"]
+
+
+@pytest.mark.parametrize("dtype", UNSTORABLE)
+def test_an_online_feature_of_an_unstorable_type_is_an_error(manifest, entity_vars, dtype):
+    reg = build(manifest, entity_vars, lambda m: set_type(m, "user_txn_features", "txn_amount_1h_sum", dtype))
+    [p] = only(reg.problems)
+    assert (p.model, p.where) == ("user_txn_features", "column txn_amount_1h_sum")
+    assert repr(dtype) in p.message and "cast it in the model's SQL" in p.message
+
+
+@pytest.mark.parametrize("dtype", ["struct(a int)", "decimal(40,2)"])
+def test_an_offline_feature_of_an_unstorable_type_is_a_warning(manifest, entity_vars, dtype):
+    reg = build(manifest, entity_vars, lambda m: set_type(m, "txn_features", "merchant_category", dtype))
+    assert not reg.errors()
+    [w] = only(reg.problems, "warning")
+    assert (w.model, w.where) == ("txn_features", "column merchant_category")
+    assert repr(dtype) in w.message and "before setting online: true" in w.message
+
+
+@pytest.mark.parametrize("dtype", ["HUGEINT", "uhugeint", "UBIGINT", "int128"])
+def test_integers_wider_than_int64_are_errors_online_only(manifest, entity_vars, dtype):
+    reg = build(manifest, entity_vars, lambda m: set_type(m, "user_txn_features", "txn_velocity_60s", dtype))
+    [p] = only(reg.problems)
+    assert (p.model, p.where) == ("user_txn_features", "column txn_velocity_60s")
+    assert repr(dtype) in p.message and "64-bit" in p.message and "bigint" in p.message
+    assert reg.view("user_txn_features").feature("txn_velocity_60s").kind == "int"
+    offline = build(manifest, entity_vars, lambda m: set_type(m, "txn_features", "txn_amount", dtype))
+    assert not offline.problems
+
+
+def set_user_id_type(dtype):
+    def edit(m):
+        for view in ("user_order_features", "user_txn_features"):
+            set_type(m, view, "user_id", dtype)
+    return edit
+
+
+@pytest.mark.parametrize("dtype,says", [
+    ("blob", "cannot be stored online"), ("hugeint", "64-bit"), ("double", "text of its value"),
+    ("decimal(18,0)", "27.40"),
+])
+def test_an_online_join_key_must_be_exact_and_storable(manifest, entity_vars, dtype, says):
+    reg = build(manifest, entity_vars, set_user_id_type(dtype))
+    errors = only(reg.problems)
+    assert {(p.model, p.where) for p in errors} == {
+        ("user_order_features", "column user_id"), ("user_txn_features", "column user_id")}
+    assert all(repr(dtype) in p.message and says in p.message and "cast it" in p.message for p in errors)
+    for ok in ("varchar", "timestamp", "boolean"):
+        assert not build(manifest, entity_vars, set_user_id_type(ok)).errors()
+
+
+def test_an_offline_join_key_only_warns_when_it_could_never_go_online(manifest, entity_vars):
+    reg = build(manifest, entity_vars, lambda m: set_type(m, "txn_features", "txn_id", "blob"))
+    assert not reg.errors()
+    [w] = only(reg.problems, "warning")
+    assert (w.model, w.where) == ("txn_features", "column txn_id") and "before setting online: true" in w.message
+    assert not build(manifest, entity_vars, lambda m: set_type(m, "txn_features", "txn_id", "double")).problems
+
+
+def rename_column(m: dict, view: str, old: str, new: str) -> None:
+    columns = node(m, view)["columns"]
+    columns[new] = {**columns.pop(old), "name": new}
+
+
+RESERVED = [*codec.RESERVED_FIELDS, SPINE_ROW, SPINE_TS, SPINE_RELATION, "__FS_ROW", "__Event_TS", "__fs_rn"]
+
+
+@pytest.mark.parametrize("name", RESERVED)
+@pytest.mark.parametrize("role", ["feature", "join key", "timestamp"])
+def test_reserved_column_names_are_errors_on_any_view(manifest, entity_vars, name, role):
+    vars_ = copy.deepcopy(entity_vars)
+
+    def edit(m):
+        if role == "feature":
+            rename_column(m, "txn_features", "merchant_category", name)
+        elif role == "timestamp":
+            rename_column(m, "txn_features", "event_ts", name)
+            view_meta(m, "txn_features")["timestamp"] = name
+        else:
+            rename_column(m, "txn_features", "txn_id", name)
+            vars_["transaction"]["join_keys"] = [name]
+
+    m = copy.deepcopy(manifest)
+    edit(m)
+    reg = Registry.from_manifest(m, vars_, project_name="feature_store")
+    [p] = only(reg.problems)
+    assert (p.model, p.where) == ("txn_features", f"column {name}")
+    assert "reserved" in p.message and "rename the column" in p.message
+
+
+def test_spine_names_fall_under_the_reserved_prefix():
+    assert all(n.startswith(RESERVED_PREFIX) for n in (SPINE_RELATION, SPINE_ROW, SPINE_TS))
 
 
 def test_public_api_is_complete():

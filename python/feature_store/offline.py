@@ -28,7 +28,17 @@ import pyarrow.compute as pc
 from feature_store.codec import INT_KEY_PATTERN
 from feature_store.compiler import compile_call
 from feature_store.errors import EntityDataFrameError, WarehouseError
-from feature_store.registry import Feature, Registry, format_duration, output_names, type_kind
+from feature_store.registry import (
+    RESERVED_PREFIX,
+    SPINE_RELATION,
+    SPINE_ROW,
+    SPINE_TS,
+    Feature,
+    Registry,
+    format_duration,
+    output_names,
+    type_kind,
+)
 
 __all__ = ["RetrievalJob", "connect", "get_historical_features", "macro_call", "null_rates"]
 
@@ -37,13 +47,10 @@ __all__ = ["RetrievalJob", "connect", "get_historical_features", "macro_call", "
 # with FeatureStore(duckdb_config={"memory_limit": "8GB"}).
 DEFAULT_DUCKDB_CONFIG = {"memory_limit": "1200MB"}
 
-SPINE = "__fs_spine"
+# The join's own names (reserved in the registry: spine columns and feature columns may
+# not start with RESERVED_PREFIX, in any case, as DuckDB names are case-insensitive).
+SPINE, ROW, TS = SPINE_RELATION, SPINE_ROW, SPINE_TS
 SOURCE = "__fs_source"  # a warehouse spine's own rows, before ROW and TS are added
-ROW = "__fs_row"
-TS = "__fs_ts"
-# Spine columns may not start with this (in any case: DuckDB names are case-insensitive),
-# or they would collide with the join's own columns.
-RESERVED_PREFIX = "__fs_"
 
 # A retry every half second at most, a message to on_wait about once a second.
 _FIRST_RETRY, _MAX_RETRY, _NOTE_EVERY = 0.05, 0.5, 1.0

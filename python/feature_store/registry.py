@@ -5,7 +5,24 @@ There is no second registry database. A feature view is a dbt model whose
 ``vars.feature_store.entities`` in ``dbt_project.yml``. This module parses both
 into small dataclasses and validates them, collecting every problem at once.
 
-It never imports dbt: the serving path depends on it and must start fast.
+Validation is what makes a clean ``fstore validate`` safe to sync and serve. Beyond
+missing or misspelled keys, it rejects as errors:
+
+* on views with ``online: true``, every column whose declared type the online store
+  cannot carry: types with no storage kind (see :func:`type_kind`: blobs, lists,
+  structs, maps, intervals, JSON, UUID, decimals wider than 38 digits ...) and integers
+  beyond the signed 64-bit range (HUGEINT, UHUGEINT, UBIGINT); offline-only views get a
+  warning for the former and nothing for the latter, since training reads them fine;
+* on online views, join keys of float or decimal type: an online key is text that must
+  match byte for byte (``27.4`` and ``27.40`` are two entities), unlike a SQL join;
+* on every view, columns named like a field of the online hash
+  (:data:`feature_store.codec.RESERVED_FIELDS`) or starting with :data:`RESERVED_PREFIX`;
+* anything of the wrong shape, in the manifest or in the definitions, named by model
+  (or file) and key. Only a manifest, project or profiles file whose top level or
+  sections are unusable raises (:class:`ManifestError`, naming the file and key):
+  loading never raises anything but a :class:`FeatureStoreError`.
+
+It never imports dbt, duckdb or pyarrow: the serving path depends on it and must start fast.
 """
 
 from __future__ import annotations
@@ -14,6 +31,7 @@ import difflib
 import functools
 import os
 import re
+import reprlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +40,7 @@ from typing import Any, Iterable
 import orjson
 import yaml
 
+from feature_store import codec
 from feature_store.errors import (
     DefinitionError,
     EntityDataFrameError,
@@ -37,7 +56,11 @@ __all__ = [
     "Feature",
     "FeatureView",
     "Problem",
+    "RESERVED_PREFIX",
     "Registry",
+    "SPINE_RELATION",
+    "SPINE_ROW",
+    "SPINE_TS",
     "output_names",
     "parse_duration",
     "type_kind",
@@ -55,6 +78,14 @@ VIEW_META_KEYS = (
     "description",
 )
 COLUMN_META_KEYS = ("fallback", "deprecated", "replaced_by", "tags")
+
+# Names of the point-in-time join: the Python API registers the spine as SPINE_RELATION
+# and adds SPINE_ROW and SPINE_TS to it, and the join's macros name their CTEs and helper
+# columns __fs_*. A model column named so would be shadowed or duplicated in the join.
+RESERVED_PREFIX = "__fs_"
+SPINE_RELATION = "__fs_spine"
+SPINE_ROW = "__fs_row"
+SPINE_TS = "__fs_ts"
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -74,7 +105,10 @@ def parse_duration(text: Any) -> timedelta:
     """
     m = _DURATION.match(str(text))
     if m and not isinstance(text, bool):
-        return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        try:
+            return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        except (OverflowError, ValueError):  # beyond timedelta, or more digits than int() takes
+            raise ValueError(f"{text!r} is too long a duration; the longest is {timedelta.max.days}d") from None
     hint = "write it as <int><unit> with unit s, m, h, d or w, e.g. 2d"
     loose = re.match(r"^\s*(\d+)\s*([A-Za-z]+)\s*$", str(text))
     if loose and loose.group(2).lower() in _UNIT_WORDS:
@@ -95,27 +129,84 @@ def format_duration(value: timedelta | None) -> str:
 
 _KINDS = (
     ("bool", re.compile(r"^(bool|boolean|logical)$")),
-    ("int", re.compile(r"^(tinyint|smallint|int|integer|bigint|hugeint|int[1248]|u?(tiny|small|big|huge)?int|long|short|byte)$")),
+    ("int", re.compile(r"^(tinyint|smallint|int|integer|bigint|hugeint|signed|long|short|byte|int(1|2|4|8|16|32|64|128)"
+                       r"|u(tinyint|smallint|integer|bigint|hugeint)|uint(8|16|32|64|128))$")),
     ("float", re.compile(r"^(float|double|real|float[48]|double precision)$")),
-    ("decimal", re.compile(r"^(decimal|numeric|number)(\(.*\))?$")),
     ("string", re.compile(r"^(varchar|text|string|char|character varying|bpchar|nvarchar|character)(\(.*\))?$")),
-    ("timestamp", re.compile(r"^(timestamp|datetime|timestamptz|timestamp with time zone|timestamp without time zone|timestamp_ntz|timestamp_tz|timestamp_ltz)(\(\d+\))?$")),
+    ("timestamp", re.compile(r"^(timestamp|datetime|timestamptz|timestamp with time zone|timestamp without time zone"
+                             r"|timestamp_ntz|timestamp_tz|timestamp_ltz|timestamp_(s|ms|us|ns))(\(\d+\))?$")),
     ("date", re.compile(r"^date$")),
 )
+# Integers beyond the signed 64-bit range the int kind promises: DuckDB hands HUGEINT and
+# UHUGEINT to Arrow as decimal128, which the sync's int64 cast overflows (UHUGEINT's upper
+# half even wraps to negatives), and UBIGINT's upper half is no int64 either.
+_WIDE_INT = re.compile(r"^(hugeint|uhugeint|ubigint|int128|uint64|uint128)$")
+_DECIMAL_SHAPE = re.compile(r"^(decimal|numeric|number|dec) ?\([^()]*\)$")
+# At most 9 digits: int() refuses very long digit strings, and no engine goes near that.
+_DECIMAL = re.compile(r"^(decimal|numeric|number|dec)( ?\(\s*(\d{1,9})\s*(,\s*(\d{1,9})\s*)?\))?$")
+# The widest decimal DuckDB and Arrow's decimal128 carry.
+_MAX_DECIMAL_PRECISION = 38
+# Join key kinds allowed online: those whose text is one per value. Decimal and float keys
+# that are equal in SQL can differ as text (27.4 / 27.40), and an online key is that text.
+_KEY_KINDS = ("int", "string", "bool", "timestamp", "date")
+
+
+def type_kind(data_type: Any) -> str | None:
+    """Map a declared ``data_type`` to one of int, float, decimal, string, bool, timestamp, date.
+
+    ``None`` when the type is missing, not text, or not one the online store can hold:
+    lists, structs, maps, blobs, intervals, JSON, UUID, bit, and decimals whose precision
+    is not 1 to 38 or whose scale exceeds it. Integers wider than 64 bits (HUGEINT,
+    UBIGINT ...) are ``int``: they read back as Python ints, though the sync refuses them.
+    """
+    return _type_kind(data_type) if isinstance(data_type, str) else None
 
 
 @functools.lru_cache(maxsize=1024)
-def type_kind(data_type: str | None) -> str | None:
-    """Map a declared ``data_type`` to one of int, float, decimal, string, bool, timestamp, date.
-
-    ``None`` when the type is missing or not one we can store online.
-    """
-    if not data_type:
-        return None
-    t = " ".join(data_type.strip().lower().split())
+def _type_kind(data_type: str) -> str | None:
+    t = _normalize_type(data_type)
+    decimal = _DECIMAL.match(t)
+    if decimal:
+        precision, scale = decimal.group(3), decimal.group(5)
+        if precision is None:
+            return "decimal"
+        ok = 1 <= int(precision) <= _MAX_DECIMAL_PRECISION and int(scale or 0) <= int(precision)
+        return "decimal" if ok else None
     for kind, pattern in _KINDS:
         if pattern.match(t):
             return kind
+    return None
+
+
+def _normalize_type(data_type: str) -> str:
+    return " ".join(data_type.strip().lower().split())
+
+
+@functools.lru_cache(maxsize=1024)
+def _online_type_problem(data_type: str) -> str | None:
+    """Why the online sync cannot store a column of ``data_type`` (``None`` when it can)."""
+    t = _normalize_type(data_type)
+    cast = "cast it in the model's SQL to a supported type (numeric, string, boolean, timestamp, date)"
+    if type_kind(data_type) is None:
+        if _DECIMAL_SHAPE.match(t):
+            return (f"data_type {data_type!r} is not a decimal the online store can hold (precision 1 to "
+                    f"{_MAX_DECIMAL_PRECISION}, scale at most the precision); {cast}")
+        return f"data_type {data_type!r} cannot be stored online; {cast}"
+    if _WIDE_INT.match(t):
+        return (f"data_type {data_type!r} holds integers beyond the signed 64-bit range, which the online "
+                "sync cannot store; cast it in the model's SQL to bigint if its values fit, else to decimal(38,0) "
+                "or varchar")
+    return None
+
+
+def _reserved_problem(column: str) -> str | None:
+    """Why ``column`` cannot name a column of a feature view (``None`` when it can)."""
+    lowered = column.lower()  # DuckDB, where the sync's snapshot adds __event_ts, folds identifier case
+    if lowered in codec.RESERVED_FIELDS:
+        return f"the name {column!r} is reserved for the online store's own hash field; rename the column"
+    if lowered.startswith(RESERVED_PREFIX):
+        return (f"the name {column!r} is reserved: names starting with {RESERVED_PREFIX} belong to the "
+                "point-in-time join; rename the column")
     return None
 
 
@@ -230,31 +321,50 @@ def output_names(features: list[Feature], full_feature_names: bool) -> list[str]
     return names
 
 
-def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1)
+def _did_you_mean(word: Any, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(candidates), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _meta(node: dict) -> dict:
-    """The node's ``feature_store`` meta: ``config.meta`` first (dbt 1.10+), then top-level ``meta``."""
-    for meta in ((node.get("config") or {}).get("meta") or {}, node.get("meta") or {}):
-        if "feature_store" in meta:
-            return meta["feature_store"]
-    return {}
+def _got(value: Any) -> str:
+    """A short rendering of an unexpected value, for messages."""
+    return f"{reprlib.repr(value)} ({type(value).__name__})"
 
 
-def _has_meta(node: dict) -> bool:
-    return any(
-        "feature_store" in m for m in (((node.get("config") or {}).get("meta") or {}), node.get("meta") or {})
-    )
-
-
-def _as_tuple(value: Any) -> tuple:
-    if value is None:
+def _names(value: Any) -> tuple[str, ...] | None:
+    """A list of non-empty names as a tuple (one bare name too); ``None`` when it is not one."""
+    if value is None or (type(value) is list and not value):  # the usual tags of a manifest
         return ()
-    if isinstance(value, (list, tuple)):
-        return tuple(value)
-    return (value,)
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v for v in items):
+        return None
+    return tuple(items)
+
+
+def _mapping(value: Any, file: Path, key: str, hint: str = "") -> dict:
+    """``value`` (``None``: empty) if it is a mapping; :class:`ManifestError` naming ``file`` and ``key`` if not."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ManifestError(f"{file}: {key} must be a mapping, got {_got(value)}{hint}")
+    return value
+
+
+def _text(value: Any, file: Path, key: str, hint: str = "") -> Any:
+    """``value`` if it is text or absent; :class:`ManifestError` naming ``file`` and ``key`` if not."""
+    if value is not None and not isinstance(value, str):
+        raise ManifestError(f"{file}: {key} must be text, got {_got(value)}{hint}")
+    return value
+
+
+def _read_yaml(path: Path, render_env: bool = False) -> dict:
+    """The mapping a YAML file holds; :class:`ManifestError` naming the file when it holds none."""
+    try:
+        text = path.read_text()
+        data = yaml.safe_load(_render_env(text) if render_env else text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ManifestError(f"cannot read {path}: {exc}") from None
+    return _mapping(data, path, "the top level")
 
 
 def _render_env(text: str) -> str:
@@ -288,22 +398,23 @@ def _load_target(project_dir: Path, profile: str, target: str | None, profiles_d
     for directory in candidates:
         path = Path(directory) / "profiles.yml"
         if path.is_file():
-            profiles = yaml.safe_load(_render_env(path.read_text())) or {}
+            profiles = _read_yaml(path, render_env=True)
             break
     else:
         return Target(name=target or "dev", type="unknown", path=None)
-    prof = profiles.get(profile) or {}
-    name = target or os.environ.get("DBT_TARGET") or prof.get("target") or "dev"
-    outputs = prof.get("outputs") or {}
+    prof = _mapping(profiles.get(profile), path, profile)
+    name = _text(target or os.environ.get("DBT_TARGET") or prof.get("target") or "dev", path, f"{profile}.target")
+    outputs = _mapping(prof.get("outputs"), path, f"{profile}.outputs")
     if name not in outputs:
         raise ManifestError(
-            f"profile {profile!r} in {path} has no target {name!r}; targets: {', '.join(outputs) or 'none'}"
+            f"profile {profile!r} in {path} has no target {name!r}; targets: {', '.join(map(str, outputs)) or 'none'}"
         )
-    out = outputs[name]
-    db_path = out.get("path")
+    out = _mapping(outputs[name], path, f"{profile}.outputs.{name}")
+    db_path = _text(out.get("path"), path, f"{profile}.outputs.{name}.path")
     if db_path and db_path != ":memory:" and not os.path.isabs(db_path):
         db_path = project_dir / db_path
-    return Target(name=name, type=out.get("type", "unknown"), path=Path(db_path) if db_path else None)
+    adapter = _text(out.get("type", "unknown"), path, f"{profile}.outputs.{name}.type")
+    return Target(name=name, type=adapter, path=Path(db_path) if db_path else None)
 
 
 class Registry:
@@ -350,24 +461,25 @@ class Registry:
         """Read ``dbt_project.yml`` and the manifest of the project at ``project_dir``.
 
         Raises :class:`ManifestError` when the manifest is missing or unreadable (run
-        ``dbt parse``), and with ``strict=True`` :class:`DefinitionError` when a
-        definition is invalid.
+        ``dbt parse``) or a file's top level is unusable, naming the file and the key, and
+        with ``strict=True`` :class:`DefinitionError` when a definition is invalid.
         """
         project_dir = Path(project_dir).resolve()
         project_file = project_dir / "dbt_project.yml"
         if not project_file.is_file():
             raise ManifestError(f"no dbt_project.yml in {project_dir}; pass --project-dir pointing at the dbt project")
-        project = yaml.safe_load(project_file.read_text()) or {}
-        project_name = project.get("name", "")
-        fs_vars = ((project.get("vars") or {}).get(project_name) or {}) if project_name else {}
+        project = _read_yaml(project_file)
+        project_name = _text(project.get("name"), project_file, "name") or ""
+        all_vars = _mapping(project.get("vars"), project_file, "vars")
+        fs_vars = _mapping(all_vars.get(project_name), project_file, f"vars.{project_name}") if project_name else {}
         if "entities" not in fs_vars:
             # A project that installs feature_store as a package scopes its vars to the package.
-            fs_vars = (project.get("vars") or {}).get("feature_store") or fs_vars
-        target_obj = _load_target(
-            project_dir, project.get("profile", project_name), target, Path(profiles_dir) if profiles_dir else None
-        )
+            fs_vars = _mapping(all_vars.get("feature_store"), project_file, "vars.feature_store") or fs_vars
+        profile = _text(project.get("profile", project_name), project_file, "profile")
+        target_obj = _load_target(project_dir, profile, target, Path(profiles_dir) if profiles_dir else None)
         if manifest_path is None:
-            manifest_path = project_dir / project.get("target-path", "target") / "manifest.json"
+            target_path = _text(project.get("target-path"), project_file, "target-path") or "target"
+            manifest_path = project_dir / target_path / "manifest.json"
         manifest_path = Path(manifest_path)
         try:
             raw = manifest_path.read_bytes()
@@ -376,13 +488,15 @@ class Registry:
                 f"no manifest at {manifest_path}; run `dbt parse` in {project_dir} (or any fstore command, "
                 "which runs it for you) to create it"
             ) from None
+        except OSError as exc:
+            raise ManifestError(f"cannot read {manifest_path}: {exc}") from None
         try:
             manifest = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ManifestError(f"{manifest_path} is not valid JSON ({exc}); run `dbt parse` again") from None
         registry = cls.from_manifest(
             manifest,
-            fs_vars.get("entities") or {},
+            fs_vars.get("entities"),
             project_name=project_name,
             project_dir=project_dir,
             manifest_path=manifest_path,
@@ -405,41 +519,45 @@ class Registry:
         manifest_path: Path = Path("target/manifest.json"),
         target: Target | None = None,
     ) -> "Registry":
-        """Build a registry from an already parsed manifest dict and the entities var."""
-        problems: list[Problem] = []
-        entities: dict[str, Entity] = {}
-        if not isinstance(entity_vars, dict):
-            problems.append(Problem("error", "dbt_project.yml", "vars.feature_store.entities",
-                                    "must be a mapping of entity name to {join_keys: [...]}"))
-            entity_vars = {}
-        for name, spec in entity_vars.items():
-            keys = _as_tuple((spec or {}).get("join_keys"))
-            if not keys:
-                problems.append(Problem("error", "dbt_project.yml", f"vars.feature_store.entities.{name}",
-                                        "declares no join_keys; add join_keys: [<column>]"))
-                continue
-            entities[name] = Entity(name=name, join_keys=keys, description=(spec or {}).get("description") or "")
+        """Build a registry from an already parsed manifest dict and the entities var (``None``: no entities).
 
-        child_map = manifest.get("child_map") or {}
+        Bad definitions, and nodes of the wrong shape, become problems naming the model
+        (or the file) and the key; a manifest whose top level or sections (``nodes``,
+        ``child_map``, ``metadata``) are not mappings raises :class:`ManifestError`.
+        """
+        again = "; run `dbt parse` again"
+        if not isinstance(manifest, dict):
+            raise ManifestError(f"{manifest_path}: the top level must be a mapping, got {_got(manifest)}{again}")
+        problems: list[Problem] = []
+        entities = _parse_entities(entity_vars, problems)
+        nodes = _mapping(manifest.get("nodes"), manifest_path, "nodes", again)
+        child_map = _mapping(manifest.get("child_map"), manifest_path, "child_map", again)
+        metadata = _mapping(manifest.get("metadata"), manifest_path, "metadata", again)
+        adapter_type = _text(metadata.get("adapter_type"), manifest_path, "metadata.adapter_type", again)
+        manifest_project = _text(metadata.get("project_name"), manifest_path, "metadata.project_name", again)
+
         views: dict[str, FeatureView] = {}
-        for uid, node in (manifest.get("nodes") or {}).items():
-            if node.get("resource_type") != "model" or not _has_meta(node):
+        for uid, node in nodes.items():
+            if not isinstance(node, dict):
+                problems.append(Problem("error", str(manifest_path), f"nodes.{uid}",
+                                        f"must be a mapping, got {_got(node)}{again}"))
+                continue
+            if node.get("resource_type") != "model":
                 continue
             view = _parse_view(uid, node, entities, child_map, problems)
             if view is not None:
                 views[view.name] = view
 
         _check_across_views(views, entities, problems)
-        metadata = manifest.get("metadata") or {}
         return cls(
-            project_name or metadata.get("project_name", ""),
+            project_name or manifest_project or "",
             entities,
             views,
             problems,
             project_dir=project_dir,
             manifest_path=manifest_path,
-            target=target or Target("dev", metadata.get("adapter_type", "unknown"), None),
-            adapter_type=metadata.get("adapter_type"),
+            target=target or Target("dev", adapter_type or "unknown", None),
+            adapter_type=adapter_type,
         )
 
     # -- queries ----------------------------------------------------------------------------
@@ -492,34 +610,139 @@ class Registry:
         return [p for p in self.problems if p.severity == "error"]
 
 
+def _parse_entities(entity_vars: Any, problems: list[Problem]) -> dict[str, Entity]:
+    """The entities var (``None``: none declared); an entity without usable join keys is left out."""
+
+    def problem(where: str, message: str) -> None:
+        problems.append(Problem("error", "dbt_project.yml", where, message))
+
+    entities: dict[str, Entity] = {}
+    if entity_vars is None:
+        return entities
+    if not isinstance(entity_vars, dict):
+        problem("vars.feature_store.entities",
+                f"must be a mapping of entity name to {{join_keys: [...]}}, got {_got(entity_vars)}")
+        return entities
+    for name, spec in entity_vars.items():
+        where = f"vars.feature_store.entities.{name}"
+        if not isinstance(name, str) or not name:
+            problem(where, f"an entity name must be non-empty text, got {_got(name)}")
+            continue
+        if spec is not None and not isinstance(spec, dict):
+            problem(where, f"must be a mapping such as {{join_keys: [user_id]}}, got {_got(spec)}")
+            continue
+        spec = spec or {}
+        raw_keys = spec.get("join_keys")
+        keys = _as_names(raw_keys, f"{where}.join_keys", problem, "column names")
+        if not keys:
+            if _names(raw_keys) == ():
+                problem(where, "declares no join_keys; add join_keys: [<column>]")
+            continue
+        description = _as_text(spec.get("description"), f"{where}.description", problem)
+        entities[name] = Entity(name=name, join_keys=keys, description=description)
+    return entities
+
+
+_NOT_A_VIEW = object()
+
+
+def _view_meta(node: dict, problem) -> Any:
+    """The model's ``feature_store`` meta: ``config.meta`` first (dbt 1.10+), then top-level ``meta``.
+
+    :data:`_NOT_A_VIEW` when neither declares one.
+    """
+    config = _as_mapping(node.get("config"), "config", problem)
+    for where, meta in (("config.meta", config.get("meta")), ("meta", node.get("meta"))):
+        meta = _as_mapping(meta, where, problem)
+        if "feature_store" in meta:
+            return meta["feature_store"]
+    return _NOT_A_VIEW
+
+
+def _as_mapping(value: Any, where: str, problem) -> dict:
+    """``value`` if it is a mapping (``None``: empty); otherwise a problem at ``where``, and empty."""
+    if value is None or isinstance(value, dict):
+        return value or {}
+    problem(where, f"must be a mapping, got {_got(value)}")
+    return {}
+
+
+def _as_text(value: Any, where: str, problem) -> str:
+    """``value`` if it is text (``None``: empty); otherwise a problem at ``where``, and empty."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    problem(where, f"must be text, got {_got(value)}")
+    return ""
+
+
+def _as_names(value: Any, where: str, problem, what: str) -> tuple[str, ...]:
+    """``value`` as a tuple of names (see :func:`_names`); otherwise a problem at ``where``, and empty."""
+    names = _names(value)
+    if names is None:
+        problem(where, f"must be a list of {what}, got {_got(value)}")
+        return ()
+    return names
+
+
 def _parse_view(
-    uid: str, node: dict, entities: dict[str, Entity], child_map: dict, problems: list[Problem]
+    uid: Any, node: dict, entities: dict[str, Entity], child_map: dict, problems: list[Problem]
 ) -> FeatureView | None:
-    name = node.get("name") or uid.rsplit(".", 1)[-1]
-    meta = _meta(node)
+    raw_name = node.get("name")
+    name = raw_name if isinstance(raw_name, str) and raw_name else str(uid).rsplit(".", 1)[-1]
 
     def problem(where: str, message: str, severity: str = "error") -> None:
         problems.append(Problem(severity, name, where, message))
 
+    meta = _view_meta(node, problem)
+    if meta is _NOT_A_VIEW:
+        return None
+    if raw_name and not isinstance(raw_name, str):
+        problem("name", f"must be text, got {_got(raw_name)}; run `dbt parse` again")
+        return None
     if not isinstance(meta, dict):
-        problem("meta.feature_store", f"must be a mapping, got {meta!r}")
+        problem("meta.feature_store", f"must be a mapping, got {_got(meta)}")
         return None
     for key in meta:
         if key not in VIEW_META_KEYS:
             problem(f"meta.feature_store.{key}",
                     f"unknown key{_did_you_mean(key, VIEW_META_KEYS)} (known: {', '.join(VIEW_META_KEYS)})")
 
-    columns = node.get("columns") or {}
-    column_types = {c: (spec or {}).get("data_type") for c, spec in columns.items()}
+    raw_columns = node.get("columns")
+    if raw_columns is not None and not isinstance(raw_columns, dict):
+        problem("columns", f"must be a mapping of column name to spec, got {_got(raw_columns)}; run `dbt parse` again")
+        return None
+    columns: dict[str, dict] = {}
+    column_types: dict[str, str | None] = {}
+    malformed: set[str] = set()  # already reported, so "has no data_type" is not said twice
+    for col, spec in (raw_columns or {}).items():
+        if not isinstance(col, str) or not col:
+            problem(f"column {col!r}", "a column name must be non-empty text")
+            continue
+        if spec is not None and not isinstance(spec, dict):
+            problem(f"column {col}", f"must be a mapping (data_type, description, meta), got {_got(spec)}")
+            malformed.add(col)
+        spec = spec if isinstance(spec, dict) else {}
+        dtype = spec.get("data_type")
+        if dtype is not None and not isinstance(dtype, str):
+            problem(f"column {col}: data_type", f"must be text such as 'bigint', got {_got(dtype)}")
+            malformed.add(col)
+            dtype = None
+        columns[col] = spec
+        column_types[col] = dtype
+        reserved = _reserved_problem(col)
+        if reserved:
+            problem(f"column {col}", reserved)
 
-    entity_names = _as_tuple(meta.get("entities"))
+    raw_entities = meta.get("entities")
+    entity_names = _as_names(raw_entities, "meta.feature_store.entities", problem, "entity names")
+    if not entity_names and _names(raw_entities) == ():
+        problem("meta.feature_store.entities",
+                "missing; name the entities this view is keyed by, e.g. entities: [user]")
     join_keys: list[str] = []
-    if not entity_names:
-        problem("meta.feature_store.entities", "missing; name the entities this view is keyed by, e.g. entities: [user]")
     for ent in entity_names:
         if ent not in entities:
             problem("meta.feature_store.entities",
-                    f"unknown entity {ent!r}{_did_you_mean(str(ent), entities)}; declare it under "
+                    f"unknown entity {ent!r}{_did_you_mean(ent, entities)}; declare it under "
                     "vars.feature_store.entities in dbt_project.yml")
             continue
         for key in entities[ent].join_keys:
@@ -527,17 +750,25 @@ def _parse_view(
                 problem(f"column {key}",
                         f"join key of entity {ent!r} is not a declared column of the model; add it to the model and its YAML")
             join_keys.append(key)
+    join_keys = list(dict.fromkeys(join_keys))
 
-    timestamp = meta.get("timestamp")
-    if not timestamp:
-        problem("meta.feature_store.timestamp", "missing; name the event timestamp column, e.g. timestamp: event_ts")
-    elif timestamp not in columns:
-        problem("meta.feature_store.timestamp",
-                f"column {timestamp!r} is not declared on the model{_did_you_mean(str(timestamp), columns)}")
-    created = meta.get("created_timestamp")
-    if created is not None and created not in columns:
-        problem("meta.feature_store.created_timestamp",
-                f"column {created!r} is not declared on the model{_did_you_mean(str(created), columns)}")
+    def time_column(key: str, required: bool) -> str | None:
+        value = meta.get(key)
+        if value is None or (required and value == ""):
+            if required:
+                problem(f"meta.feature_store.{key}",
+                        "missing; name the event timestamp column, e.g. timestamp: event_ts")
+            return None
+        if not isinstance(value, str) or not value:
+            problem(f"meta.feature_store.{key}", f"must be a column name, got {_got(value)}")
+            return None
+        if value not in columns:
+            problem(f"meta.feature_store.{key}",
+                    f"column {value!r} is not declared on the model{_did_you_mean(value, columns)}")
+        return value
+
+    timestamp = time_column("timestamp", required=True)
+    created = time_column("created_timestamp", required=False)
     for col in (timestamp, created):
         if col in columns and column_types.get(col) and type_kind(column_types[col]) not in ("timestamp", "date"):
             problem(f"column {col}", f"is a time column but declared as {column_types[col]!r}; declare data_type: timestamp")
@@ -563,54 +794,84 @@ def _parse_view(
     owner = meta.get("owner")
     if not owner:
         problem("meta.feature_store.owner", "missing; name a team or person to page, e.g. owner: team@example.com")
+    owner = _as_text(owner, "meta.feature_store.owner", problem) or None
 
     for col, dtype in column_types.items():
-        if not dtype:
+        if not dtype and col not in malformed:
             problem(f"column {col}", "has no data_type; declare data_type on every column (the contract needs it)")
+    for key in join_keys:
+        if column_types.get(key):
+            _check_join_key_type(key, column_types[key], online, problem)
 
     time_cols = {timestamp, created}
     features = []
     for col, spec in columns.items():
         if col in join_keys or col in time_cols:
             continue
-        features.append(_parse_feature(name, col, spec or {}, problem))
+        features.append(_parse_feature(name, col, spec, column_types[col], online, problem))
 
+    tags = _as_names(meta.get("tags"), "meta.feature_store.tags", problem, "tags")
+    node_tags = _as_names(node.get("tags"), "tags", problem, "tags")
+    description = _as_text(meta.get("description"), "meta.feature_store.description", problem)
+    node_description = _as_text(node.get("description"), "description", problem)
+    depends_on = _as_mapping(node.get("depends_on"), "depends_on", problem)
     return FeatureView(
         name=name,
         unique_id=uid,
-        relation=node.get("relation_name") or "",
-        entities=tuple(entity_names),
-        join_keys=tuple(dict.fromkeys(join_keys)),
+        relation=_as_text(node.get("relation_name"), "relation_name", problem),
+        entities=entity_names,
+        join_keys=tuple(join_keys),
         timestamp=timestamp or "",
         created_timestamp=created,
         features=tuple(features),
         ttl=ttl,
         owner=owner,
-        tags=_as_tuple(meta.get("tags")) or tuple(node.get("tags") or ()),
+        tags=tags or node_tags,
         online=online,
         freshness_sla=freshness_sla,
-        description=meta.get("description") or node.get("description") or "",
+        description=description or node_description,
         column_types=column_types,
-        upstream=tuple((node.get("depends_on") or {}).get("nodes") or ()),
-        downstream=tuple(c for c in child_map.get(uid, ()) if not c.startswith("test.")),
+        upstream=_as_names(depends_on.get("nodes"), "depends_on.nodes", problem, "node ids"),
+        downstream=tuple(c for c in _as_names(child_map.get(uid), f"child_map.{uid}", problem, "node ids")
+                         if not c.startswith("test.")),
     )
 
 
-def _parse_feature(view: str, col: str, spec: dict, problem) -> Feature:
-    config = spec.get("config") or {}
-    meta = (config.get("meta") or {}).get("feature_store")
+def _check_join_key_type(key: str, dtype: str, online: bool, problem) -> None:
+    """Join keys must be storable, and on online views exact: online, a key is the text of its value."""
+    kind = type_kind(dtype)
+    reason = _online_type_problem(dtype)
+    if reason is None and kind not in _KEY_KINDS:
+        example = "27.4 and 27.40" if kind == "decimal" else "0.3 and 0.1 + 0.2"
+        reason = (f"join key declared as {dtype!r}: online, a key is the text of its value, so {kind} keys "
+                  f"that are equal in SQL ({example}) name different entities; cast it in the model's SQL to "
+                  "bigint or varchar")
+    if reason and online:
+        problem(f"column {key}", reason)
+    elif reason and kind is None:  # a SQL join takes any type; only serving needs a storable one
+        problem(f"column {key}", f"{reason} before setting online: true", "warning")
+
+
+def _parse_feature(view: str, col: str, spec: dict, dtype: str | None, online: bool, problem) -> Feature:
+    where_col = f"column {col}"
+    if dtype:
+        reason = _online_type_problem(dtype)
+        if reason and online:
+            problem(where_col, reason)
+        elif reason and type_kind(dtype) is None:  # training reads any type, wide integers included
+            problem(where_col, f"{reason} before setting online: true", "warning")
+    config = _as_mapping(spec.get("config"), f"{where_col}: config", problem)
+    meta = _as_mapping(config.get("meta"), f"{where_col}: config.meta", problem).get("feature_store")
     if meta is None:
-        meta = (spec.get("meta") or {}).get("feature_store") or {}
-    dtype = spec.get("data_type")
-    if dtype and type_kind(dtype) is None:
-        problem(f"column {col}", f"data_type {dtype!r} cannot be served online; use a numeric, string, boolean or "
-                "timestamp type", "warning")
-    tags = tuple(config.get("tags") or spec.get("tags") or ())
-    if not meta:  # the common case: a plain feature column
-        return Feature(name=col, view=view, data_type=dtype, description=spec.get("description") or "", tags=tags)
-    where = f"column {col}: meta.feature_store"
+        meta = _as_mapping(spec.get("meta"), f"{where_col}: meta", problem).get("feature_store")
+    tags = (_as_names(config.get("tags"), f"{where_col}: config.tags", problem, "tags")
+            or _as_names(spec.get("tags"), f"{where_col}: tags", problem, "tags"))
+    description = _as_text(spec.get("description"), f"{where_col}: description", problem)
+    if meta is None or meta == {}:  # the common case: a plain feature column
+        return Feature(name=col, view=view, data_type=dtype, description=description, tags=tags)
+    where = f"{where_col}: meta.feature_store"
     if not isinstance(meta, dict):
-        problem(where, f"must be a mapping, got {meta!r}")
+        problem(where, f"must be a mapping, got {_got(meta)}")
         meta = {}
     for key in meta:
         if key not in COLUMN_META_KEYS:
@@ -638,11 +899,11 @@ def _parse_feature(view: str, col: str, spec: dict, problem) -> Feature:
         name=col,
         view=view,
         data_type=dtype,
-        description=spec.get("description") or "",
+        description=description,
         fallback=fallback,
         deprecated=str(deprecated) if deprecated is not None else None,
-        replaced_by=meta.get("replaced_by"),
-        tags=tuple(meta.get("tags") or ()) or tags,
+        replaced_by=_as_text(meta.get("replaced_by"), f"{where}.replaced_by", problem) or None,
+        tags=_as_names(meta.get("tags"), f"{where}.tags", problem, "tags") or tags,
     )
 
 
