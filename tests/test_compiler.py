@@ -48,9 +48,11 @@ def test_a_rebuild_that_changes_only_sql_or_data_needs_no_recompile(tmp_path, mo
     assert len(compiled) == 4  # a macro, a declared type, the project's vars: each recompiles
 
 
-def test_a_corrupt_manifest_is_a_manifest_error(tmp_path):
+def test_a_corrupt_manifest_is_a_manifest_error(tmp_path, monkeypatch):
+    from feature_store import registry as registry_module
     from feature_store.errors import ManifestError
 
+    monkeypatch.setattr(registry_module, "MANIFEST_READ_PAUSE", 0.0)
     registry = _Registry(tmp_path)
     registry.manifest_path.parent.mkdir(parents=True)
     registry.manifest_path.write_text("{not json")

@@ -11,58 +11,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pyarrow as pa
 import pytest
 
-from feature_store import offline, snapshot
+from consistency_support import compare, entities, expired_by_wall_clock
 from feature_store.materialize import sync
-from feature_store.online import FieldStatus, OnlineStore, get_online_features
+from feature_store.online import OnlineStore
 from feature_store.registry import Registry
 
 pytestmark = [pytest.mark.dbt, pytest.mark.redis, pytest.mark.filterwarnings("ignore:feature .* is deprecated:FutureWarning")]
-
-
-def entities(registry: Registry, view) -> pa.Table:
-    """Every entity key that has a row in the view's warehouse table."""
-    keys = ", ".join(f'"{k}"' for k in view.join_keys)
-    not_null = " and ".join(f'"{k}" is not null' for k in view.join_keys)
-    con = offline.connect(registry)
-    try:
-        return con.sql(f"select distinct {keys} from {view.relation} where {not_null} order by {keys}").to_arrow_table()
-    finally:
-        con.close()
-
-
-def latest_event_ts(registry: Registry, view, as_of: datetime) -> dict[tuple, datetime | None]:
-    reader, con = snapshot.snapshot(registry, view.name, as_of=as_of)
-    try:
-        return {tuple(r[k] for k in view.join_keys): r["__event_ts"] for r in reader.read_all().to_pylist()}
-    finally:
-        con.close()
-
-
-def compare(registry, store, view, keys: pa.Table, at: datetime, expired_by_wall_clock: set) -> int:
-    """Assert online == historical for every entity at ``at``; returns the number of values compared."""
-    spine = keys.append_column("event_timestamp", pa.array([at] * keys.num_rows, pa.timestamp("us")))
-    historical = offline.get_historical_features(registry, spine, [view.name]).to_arrow().to_pylist()
-    rows = keys.to_pylist()
-    online = get_online_features(registry, store, [view.name], rows, now=at, apply_fallbacks=False)
-    values, statuses = online.to_dict(), online.statuses
-    compared = 0
-    for i, (row, hist) in enumerate(zip(rows, historical)):
-        assert all(hist[k] == row[k] for k in view.join_keys)  # the training set keeps the spine's order
-        for f in view.features:
-            got, status, want = values[f.name][i], statuses[f.name][i], hist[f.name]
-            compared += 1
-            if got == want and (status is FieldStatus.PRESENT or want is None):
-                continue
-            if f.fallback is not None and f.fallback.kind == "impute" and got is None and want == f.fallback.value:
-                continue  # the training set imputes in SQL; the online raw read does not
-            if tuple(row.values()) in expired_by_wall_clock and got is None:
-                continue  # its ttl ran out between T and the write: Redis would have dropped it anyway
-            raise AssertionError(f"{view.name} {row} {f.name} at {at}: online {got!r} ({status}) != "
-                                 f"historical {want!r}")
-    return compared
 
 
 def test_online_reads_equal_the_point_in_time_join_at_sync_time(built_project, redis_url):
@@ -85,15 +41,15 @@ def test_online_reads_equal_the_point_in_time_join_at_sync_time(built_project, r
         keys = entities(registry, view)
         assert keys.num_rows > 0, view.name
         # Rows live at T whose event ts + ttl passed before they were written: not stored (by design).
-        expired = {k for k, e in latest_event_ts(registry, view, T).items()
-                   if e is not None and view.ttl is not None and T < e + view.ttl <= wall_after}
+        expired = expired_by_wall_clock(registry, view, T, wall_after)
         compared += compare(registry, store, view, keys, T, expired)
         compared += compare(registry, store, view, keys, later, expired)
     assert compared > 1000
 
-    # Re-runs change nothing: incremental reads nothing new since the watermark, and a
-    # full refresh re-reads every entity and skips each as equal.
+    # Re-runs change nothing: an incremental sync proves nothing changed and reads nothing,
+    # and a full refresh re-reads every entity and Redis skips each as unchanged.
     incremental = sync(registry, store, now=T)
-    assert incremental.rows_read == 0 and all(v.since == T for v in incremental.views.values())
+    assert incremental.ok and incremental.rows_read == 0
+    assert all(v.mode == "incremental" for v in incremental.views.values())
     again = sync(registry, store, now=T, full_refresh=True)
-    assert again.keys_written == 0 and again.skipped_older == report.keys_written
+    assert again.keys_written == 0 and again.unchanged == report.keys_written

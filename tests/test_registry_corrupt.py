@@ -20,6 +20,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from feature_store import registry as registry_module
 from feature_store.errors import DefinitionError, FeatureStoreError, ManifestError
 from feature_store.registry import Entity, Feature, FeatureView, Registry
 
@@ -146,10 +147,16 @@ def write_project(root: Path, manifest_bytes: bytes, project: dict = PROJECT) ->
     (root / "target" / "manifest.json").write_bytes(manifest_bytes)
 
 
+@pytest.fixture
+def no_read_pause(monkeypatch):
+    """Invalid JSON (NaN) is retried as a manifest caught mid-write; no need to wait here."""
+    monkeypatch.setattr(registry_module, "MANIFEST_READ_PAUSE", 0.0)
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(manifest_changes=mutations(MANIFEST_PATHS), entity_changes=st.one_of(st.just([]), mutations(ENTITY_PATHS)))
-def test_loading_a_corrupt_file_strictly_raises_manifest_or_definition_error(project_dir, manifest_changes,
-                                                                             entity_changes):
+def test_loading_a_corrupt_file_strictly_raises_manifest_or_definition_error(project_dir, no_read_pause,
+                                                                             manifest_changes, entity_changes):
     project = copy.deepcopy(PROJECT)
     project["vars"]["feature_store"]["entities"] = mutate(ENTITY_VARS, entity_changes)
     # json, not orjson: it writes huge ints and NaN, as a hand-edited or foreign file might hold.

@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 
 from feature_store.errors import CompileError, ManifestError
+from feature_store.registry import read_manifest
 
 __all__ = ["compile_call", "parse_project"]
 
@@ -105,10 +106,7 @@ def _inputs_digest(registry) -> bytes:
     stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (path, project_file) if p.exists())
     if stamp in _digests:
         return _digests[stamp]
-    try:
-        manifest = orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise ManifestError(f"{path} is not valid JSON ({exc}); run `dbt parse` again") from None
+    manifest = read_manifest(path, registry.project_dir)
     meta = manifest.get("metadata") or {}
     macros = {uid: (m or {}).get("macro_sql") for uid, m in (manifest.get("macros") or {}).items()}
     models = {uid: {f: node.get(f) for f in _NODE_FIELDS} for uid, node in (manifest.get("nodes") or {}).items()

@@ -111,10 +111,14 @@ class SyncReport:
     def ok(self) -> bool:
         return not self.failed
 
-    def __getattr__(self, name: str) -> int:
-        if name in _TOTALS:
-            return sum(getattr(v, name) for v in self.views.values())
-        raise AttributeError(name)
+    def _total(self, name: str) -> int:
+        return sum(getattr(v, name) for v in self.views.values())
+
+    rows_read = property(lambda self: self._total("rows_read"))
+    keys_written = property(lambda self: self._total("keys_written"))
+    skipped_older = property(lambda self: self._total("skipped_older"))
+    unchanged = property(lambda self: self._total("unchanged"))
+    expired_on_arrival = property(lambda self: self._total("expired_on_arrival"))
 
     def to_dict(self) -> dict:
         """Plain data (datetimes as ISO text), e.g. for ``fstore sync --json``.

@@ -31,6 +31,7 @@ import difflib
 import functools
 import os
 import re
+import time
 import reprlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -417,6 +418,35 @@ def _load_target(project_dir: Path, profile: str, target: str | None, profiles_d
     return Target(name=name, type=adapter, path=Path(db_path) if db_path else None)
 
 
+# dbt writes manifest.json in place: a reader that lands mid-write sees a cut-off file.
+# A few short retries ride out a running `dbt build`; a file that stays broken is corrupt.
+MANIFEST_READ_ATTEMPTS = 10
+MANIFEST_READ_PAUSE = 0.2
+
+
+def read_manifest(manifest_path: Path, project_dir: Path) -> dict:
+    """The manifest as a dict; :class:`ManifestMissing` / :class:`ManifestError` with the next step."""
+    for attempt in range(MANIFEST_READ_ATTEMPTS):
+        try:
+            raw = manifest_path.read_bytes()
+        except FileNotFoundError:
+            raise ManifestMissing(
+                f"no manifest at {manifest_path}; run `dbt parse` in {project_dir} (or any fstore command, "
+                "which runs it for you) to create it"
+            ) from None
+        except OSError as exc:
+            raise ManifestError(f"cannot read {manifest_path}: {exc}") from None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if attempt + 1 == MANIFEST_READ_ATTEMPTS:
+                raise ManifestError(
+                    f"{manifest_path} is not valid JSON ({exc}); if a dbt command is writing it, retry when it "
+                    "has finished, else run `dbt parse` again") from None
+            time.sleep(MANIFEST_READ_PAUSE)
+    raise AssertionError("unreachable")
+
+
 class Registry:
     """Feature views and entities of one dbt project, parsed from its manifest.
 
@@ -481,19 +511,7 @@ class Registry:
             target_path = _text(project.get("target-path"), project_file, "target-path") or "target"
             manifest_path = project_dir / target_path / "manifest.json"
         manifest_path = Path(manifest_path)
-        try:
-            raw = manifest_path.read_bytes()
-        except FileNotFoundError:
-            raise ManifestMissing(
-                f"no manifest at {manifest_path}; run `dbt parse` in {project_dir} (or any fstore command, "
-                "which runs it for you) to create it"
-            ) from None
-        except OSError as exc:
-            raise ManifestError(f"cannot read {manifest_path}: {exc}") from None
-        try:
-            manifest = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ManifestError(f"{manifest_path} is not valid JSON ({exc}); run `dbt parse` again") from None
+        manifest = read_manifest(manifest_path, project_dir)
         registry = cls.from_manifest(
             manifest,
             fs_vars.get("entities"),
