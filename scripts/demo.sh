@@ -41,8 +41,11 @@ fi
 step "fstore sync: latest value per entity of the online views into Redis ($FEATURE_STORE_REDIS_URL)"
 fstore sync
 
-step "fstore sync again: incremental, nothing new to write"
+step "fstore sync again: incremental, the fingerprints prove nothing changed"
 fstore sync
+
+step "fstore status: each view's last sync, and what Redis holds against the warehouse"
+fstore status
 
 user_id=$(python - <<'PY'
 import duckdb
