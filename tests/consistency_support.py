@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
-from feature_store import offline
+from feature_store import offline, warehouse
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
 from feature_store.registry import FeatureView, Registry
 
@@ -34,7 +34,7 @@ def entities(registry: Registry, view: FeatureView) -> pa.Table:
     """Every entity key that has a row in the view's warehouse table."""
     keys = ", ".join(f'"{k}"' for k in view.join_keys)
     not_null = " and ".join(f'"{k}" is not null' for k in view.join_keys)
-    con = offline.connect(registry)
+    con = warehouse.connect(registry)
     try:
         return con.sql(f"select distinct {keys} from {view.relation} where {not_null} order by {keys}").to_arrow_table()
     finally:
@@ -50,7 +50,7 @@ def latest_event_ts(registry: Registry, view: FeatureView, as_of: datetime) -> d
     keys = ", ".join(f'"{k}"' for k in view.join_keys)
     not_null = " and ".join(f'"{k}" is not null' for k in view.join_keys)
     ts = f'"{view.timestamp}"'
-    con = offline.connect(registry)
+    con = warehouse.connect(registry)
     try:
         rows = con.execute(f"select {keys}, max({ts}) from {view.relation} where {not_null} and {ts} <= ? "
                            f"group by {keys}",

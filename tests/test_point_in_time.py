@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, run_dbt
-from feature_store.offline import get_historical_features, macro_call
+from feature_store.compiler import macro_call
+from feature_store.offline import get_historical_features
 from feature_store.registry import Registry
 from pit_reference import Requested, View, point_in_time_join
 

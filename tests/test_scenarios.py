@@ -34,7 +34,7 @@ import yaml
 
 from conftest import BIN, copy_project, run_dbt
 from consistency_support import check_all, latest_event_ts, online_views, utc_now
-from feature_store import offline
+from feature_store import warehouse
 from feature_store.errors import FeatureMissing, WarehouseError
 from feature_store.materialize import sync
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
@@ -102,7 +102,7 @@ class Scenario:
         return self.registry.view(name)
 
     def query(self, sql: str, params=()) -> list[tuple]:
-        con = offline.connect(self.registry)
+        con = warehouse.connect(self.registry)
         try:
             return con.execute(sql, list(params)).fetchall()
         finally:

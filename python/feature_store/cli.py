@@ -604,7 +604,7 @@ def status(project, redis_url, views, no_count, wait, as_json):
 
 
 def _count_entities(registry: Registry, view: FeatureView, wait: float) -> int:
-    from feature_store.offline import connect
+    from feature_store.warehouse import connect
 
     keys = ", ".join(f'"{k}"' for k in view.join_keys)
     not_null = " AND ".join(f'"{k}" IS NOT NULL' for k in view.join_keys)

@@ -14,14 +14,16 @@ import hashlib
 import io
 import os
 from contextlib import contextmanager, redirect_stdout
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from feature_store.errors import CompileError, ManifestError
-from feature_store.registry import read_manifest
+from feature_store.registry import format_duration, read_manifest
 
-__all__ = ["compile_call", "parse_project"]
+__all__ = ["compile_call", "macro_call", "parse_project"]
 
 _memo: dict[str, str] = {}
 
@@ -146,3 +148,26 @@ def _error_text(exc) -> str:
             messages.append(text)
         exc = exc.__cause__ or exc.__context__
     return messages[-1] if messages else ""
+
+
+def _jinja(value: Any) -> str:
+    """A Python value as a Jinja literal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_jinja(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_jinja(k)}: {_jinja(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, timedelta):
+        return _jinja(format_duration(value))
+    return str(value)
+
+
+def macro_call(name: str, **kwargs: Any) -> str:
+    """``{{ feature_store.<name>(k=v, ...) }}`` with the values as Jinja literals."""
+    args = ", ".join(f"{k}={_jinja(v)}" for k, v in kwargs.items())
+    return f"{{{{ feature_store.{name}({args}) }}}}"

@@ -5,16 +5,14 @@ compile the ``feature_store.point_in_time_join`` macro for the requested feature
 (cached), registers the spine in a read-only DuckDB connection and runs the SQL.
 There is no second copy of the join SQL in Python.
 
-DuckDB lets one process write a file, or any number of processes read it, not both at
-once: while a read here has the file open, a ``dbt build`` in another process cannot open
-it, and while a build runs, reads cannot. So every read opens the file, runs, fetches its
-whole result and closes it again, and :func:`connect` can wait for a build to finish.
+Every read opens the warehouse (:func:`feature_store.warehouse.connect`), runs, fetches
+its whole result and closes it again, so a ``dbt build`` is kept waiting as briefly as
+possible.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Iterable
@@ -26,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from feature_store.codec import INT_KEY_PATTERN
-from feature_store.compiler import compile_call
+from feature_store.compiler import compile_call, macro_call
 from feature_store.errors import EntityDataFrameError, WarehouseError
 from feature_store.registry import (
     RESERVED_PREFIX,
@@ -35,101 +33,17 @@ from feature_store.registry import (
     SPINE_TS,
     Feature,
     Registry,
-    format_duration,
     output_names,
     type_kind,
 )
+from feature_store.warehouse import connect
 
-__all__ = ["RetrievalJob", "connect", "get_historical_features", "macro_call", "null_rates"]
-
-# Large spines spill to disk instead of growing without bound: at 1M users x 5M spine rows
-# this keeps the process under 2 GiB (bench/historical.py). Raise it on bigger machines
-# with FeatureStore(duckdb_config={"memory_limit": "8GB"}).
-DEFAULT_DUCKDB_CONFIG = {"memory_limit": "1200MB"}
+__all__ = ["RetrievalJob", "get_historical_features", "null_rates"]
 
 # The join's own names (reserved in the registry: spine columns and feature columns may
 # not start with RESERVED_PREFIX, in any case, as DuckDB names are case-insensitive).
 SPINE, ROW, TS = SPINE_RELATION, SPINE_ROW, SPINE_TS
 SOURCE = "__fs_source"  # a warehouse spine's own rows, before ROW and TS are added
-
-# A retry every half second at most, a message to on_wait about once a second.
-_FIRST_RETRY, _MAX_RETRY, _NOTE_EVERY = 0.05, 0.5, 1.0
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
-
-
-def connect(registry: Registry, config: dict | None = None, *, wait: float = 0.0,
-            on_wait: Callable[[str], None] | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the target's DuckDB file read-only; close it as soon as the read is done.
-
-    Read-only does not make a connection harmless to a writer: DuckDB allows one writing
-    process *or* any number of reading processes per file, so while this connection is open
-    a ``dbt build`` in another process fails with DuckDB's lock error. Hold it only for one
-    read (open, run, fetch the whole result, close).
-
-    When another process holds the write lock (usually a running ``dbt build``), the open is
-    retried with a short backoff for up to ``wait`` seconds; ``on_wait`` receives a message
-    saying so about once a second (this library never prints). When the file is still locked
-    at the deadline, or at once with ``wait=0``, raises :class:`WarehouseError`.
-    """
-    path = registry.target.path
-    if registry.target.type != "duckdb" or path is None:
-        raise WarehouseError(
-            f"target {registry.target.name!r} is a {registry.target.type} target; the Python API reads DuckDB "
-            "targets (on other engines, build training sets as dbt models with feature_store.point_in_time_join)")
-    if not path.exists():
-        raise WarehouseError(f"warehouse file {path} does not exist; run `dbt build` first")
-    start = time.monotonic()
-    deadline = start + wait
-    delay, next_note = _FIRST_RETRY, start
-    while True:
-        try:
-            con = duckdb.connect(str(path), read_only=True, config={**DEFAULT_DUCKDB_CONFIG, **(config or {})})
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).replace(str(path), "").lower():  # a path may contain "lock" too
-                raise WarehouseError(f"cannot open warehouse file {path}: {exc}") from None
-            holder = _LOCK_HOLDER.search(str(exc))
-            who = f"another process (PID {holder.group(2)}, {holder.group(1)})" if holder else "another process"
-            now = time.monotonic()
-            if now >= deadline:
-                waited = f" still, after waiting {wait:g}s" if wait > 0 else ""
-                raise WarehouseError(
-                    f"warehouse file {path} is locked{waited}: {who} holds DuckDB's write lock, usually a running "
-                    "`dbt build` (DuckDB lets no process read a file while another writes it); run this after the "
-                    "build has finished, or let it wait for the build (fstore --wait 60s, or wait=60 in Python)"
-                ) from None
-            if on_wait is not None and now >= next_note:
-                on_wait(f"waiting for {path}: {who} holds DuckDB's write lock (usually a running `dbt build`); "
-                        f"{now - start:.0f}s of {wait:g}s")
-                next_note = now + _NOTE_EVERY
-            time.sleep(min(delay, deadline - now))
-            delay = min(delay * 2, _MAX_RETRY)
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
-def _jinja(value: Any) -> str:
-    """A Python value as a Jinja literal."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "none"
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_jinja(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_jinja(k)}: {_jinja(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, timedelta):
-        return _jinja(format_duration(value))
-    return str(value)
-
-
-def macro_call(name: str, **kwargs: Any) -> str:
-    """``{{ feature_store.<name>(k=v, ...) }}`` with the values as Jinja literals."""
-    args = ", ".join(f"{k}={_jinja(v)}" for k, v in kwargs.items())
-    return f"{{{{ feature_store.{name}({args}) }}}}"
-
 
 def _normalize_ttl_override(registry: Registry, ttl_override) -> Any:
     if ttl_override is None or isinstance(ttl_override, (str, timedelta)):

@@ -33,9 +33,12 @@ from typing import Callable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feature_store.compiler import compile_call
-from feature_store.offline import ROW, SPINE, TS, connect, macro_call
+from feature_store.compiler import compile_call, macro_call
+from feature_store.registry import SPINE_RELATION as SPINE
+from feature_store.registry import SPINE_ROW as ROW
+from feature_store.registry import SPINE_TS as TS
 from feature_store.registry import FeatureView, Registry
+from feature_store.warehouse import connect
 
 __all__ = ["Fingerprints", "SnapshotReader", "snapshot"]
 
