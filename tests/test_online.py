@@ -197,7 +197,7 @@ def test_every_type_round_trips_through_redis_and_null_differs_from_missing(stor
     assert statuses["f_int"] == [FieldStatus.PRESENT, FieldStatus.NULL_VALUE, FieldStatus.NOT_FOUND]
     raw = redis.Redis.from_url(store.url)
     stored = raw.hgetall(store.key(view, {"user_id": 2}))
-    assert set(stored) == {b"__event_ts", b"__digest"} and stored[b"__event_ts"] == str(codec.micros(now)).encode()
+    assert set(stored) == {b"__event_ts", b"__definition"} and stored[b"__event_ts"] == str(codec.micros(now)).encode()
     assert raw.ttl(store.key(view, {"user_id": 1})) == -1  # no ttl on the view: no expiry
 
 
@@ -244,7 +244,7 @@ def test_a_newer_row_replaces_the_whole_hash(store):
     raw.hset(key, "dropped_feature", "1")
     later = [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": t + timedelta(seconds=1)}]
     assert store.write(view, rows("user_txn_features", later, TXN_TYPES)).written == 1
-    assert set(raw.hgetall(key)) == {b"__event_ts", b"txn_velocity_60s", b"__digest"}
+    assert set(raw.hgetall(key)) == {b"__event_ts", b"txn_velocity_60s", b"__definition"}
 
 
 WRITE = st.tuples(st.integers(0, 3), st.integers(0, 4), st.one_of(st.none(), st.integers(0, 2)))
@@ -280,6 +280,46 @@ def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, batche
     uids = sorted(newest)
     got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": u} for u in uids])
     assert got.to_dict()["user_7d_orders"] == [row(*newest[u])["user_7d_orders"] for u in uids]
+    store.close()
+
+
+CONTENT_WRITE = st.tuples(st.integers(0, 2), st.integers(0, 2), st.one_of(st.none(), st.integers(0, 1)),
+                          st.one_of(st.none(), st.integers(0, 2)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(CONTENT_WRITE, min_size=1, max_size=6), min_size=1, max_size=6))
+def test_the_newest_version_wins_and_at_a_tie_the_last_content_written(redis_url, batches):
+    """Rebuilds at the same timestamps: among writes of the newest version, the last one's content stays."""
+    redis.Redis.from_url(redis_url).flushall()
+    store = OnlineStore.for_registry(REG, url=redis_url)
+    mark_synced(store)
+    view = REG.view("user_order_features")
+    base = utc_now().replace(microsecond=0)
+
+    def row(uid, e, c, value):  # value None: a NULL feature, which must replace a value too
+        return {"user_id": uid, "user_7d_orders": value, "__event_ts": base - timedelta(hours=e),
+                "__created_ts": None if c is None else base + timedelta(seconds=c)}
+
+    def version(w):
+        return (-w[1], -1 if w[2] is None else w[2])
+
+    final = {}
+    for batch in batches:
+        latest_in_batch = {}
+        for w in batch:  # one row per key per batch, as a snapshot has
+            latest_in_batch[w[0]] = w
+        result = store.write(view, rows("user_order_features", [row(*w) for w in latest_in_batch.values()],
+                                        ORDER_TYPES))
+        expected_unchanged = sum(1 for w in latest_in_batch.values() if final.get(w[0]) == w)
+        assert result.unchanged == expected_unchanged
+        for uid, w in latest_in_batch.items():
+            if uid not in final or version(w) >= version(final[uid]):
+                final[uid] = w
+    uids = sorted(final)
+    got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": u} for u in uids],
+                              apply_fallbacks=False)
+    assert got.to_dict()["user_7d_orders"] == [final[u][3] for u in uids]
     store.close()
 
 

@@ -19,8 +19,8 @@ field              value (text)
 ``<feature>``      the value, formatted by its declared type (table below)
 ``__event_ts``     the row's event timestamp, integer microseconds since the epoch (UTC)
 ``__created_ts``   the row's created timestamp, same unit; absent when NULL / undeclared
-``__digest``       16 hex digits of the MD5 of the row's content and its view's definition:
-                   a row at the same timestamps with other content replaces the stored one
+``__definition``   16 hex digits identifying the view's definition the row was written under
+                   (keys, times, ttl, feature names and types): a changed definition rewrites it
 =================  ================================================================
 
 A NULL feature value is an *absent field* in a key that exists (``__event_ts`` is
@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CREATED_TS",
-    "DIGEST",
+    "DEFINITION",
     "EVENT_TS",
     "INT_KEY_PATTERN",
     "decoder",
@@ -75,8 +75,8 @@ __all__ = [
 
 EVENT_TS = "__event_ts"
 CREATED_TS = "__created_ts"
-DIGEST = "__digest"
-RESERVED_FIELDS = (EVENT_TS, CREATED_TS, DIGEST)
+DEFINITION = "__definition"
+RESERVED_FIELDS = (EVENT_TS, CREATED_TS, DEFINITION)
 
 # Order matters: "%" first, so the escapes we add are not escaped again.
 _ESCAPES = (("%", "%25"), ("{", "%7B"), ("}", "%7D"), (",", "%2C"), ("=", "%3D"))

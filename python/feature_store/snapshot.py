@@ -52,6 +52,7 @@ ENTITIES_PER_PART = 12
 MAX_PARTS = 16_384
 _EMPTY = "0" * 16
 _CHANGED = "__fs_changed"
+_KEYS = "__fs_keys"
 
 
 @dataclass(frozen=True)
@@ -185,19 +186,17 @@ def snapshot(
                     plan = (f"{len(changed)} of {parts} partitions changed, and rows timed after "
                             f"{_naive_utc(old_as_of)}")
 
-        def spine(extra: list[str]) -> str:
-            distinct = (f"SELECT DISTINCT {keys}, TIMESTAMP '{as_of_utc}' AS {TS} "
-                        f"FROM {view.relation} WHERE {' AND '.join(where + extra)}")
-            # Row ids must be unique: the join may match its per-view results back on them.
-            return f"SELECT *, row_number() OVER () AS {ROW} FROM ({distinct}) AS keys"
-
-        # Counted first (one connection runs one query at a time): the sync's ETA.
-        total = con.execute(f"SELECT count(*) FROM ({spine([])}) AS spine").fetchall()[0][0]
+        # The entities to read, found once (one scan) and counted: the sync's ETA. Row ids
+        # must be unique: the join may match its per-view results back on them.
+        con.execute(f"CREATE TEMP TABLE {_KEYS} AS SELECT DISTINCT {keys}, TIMESTAMP '{as_of_utc}' AS {TS} "
+                    f"FROM {view.relation} WHERE {' AND '.join(where)}")
+        total = con.execute(f"SELECT count(*) FROM {_KEYS}").fetchall()[0][0]
         chunks = max(1, -(-total // partition_keys))
         files = []
         for c in range(chunks if total else 0):
+            part = "" if chunks == 1 else f" WHERE hash({keys}) % {chunks} = {c}"
             con.execute(f"CREATE OR REPLACE TEMP VIEW {SPINE} AS "
-                        f"{spine([]) if chunks == 1 else spine([f'hash({keys}) % {chunks} = {c}'])}")
+                        f"SELECT *, row_number() OVER () AS {ROW} FROM {_KEYS}{part}")
             path = folder / f"part-{c}.parquet"
             con.execute(f"COPY (SELECT {cols} FROM ({sql}) AS pit) TO '{path}' (FORMAT parquet)")
             files.append(path)

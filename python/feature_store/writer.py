@@ -9,17 +9,19 @@ to back, so the bytes of rows ``a..b`` are one slice of its data buffer. Each
 (the keys, then the per-row arguments), handed to the socket as they are.
 
 The script (:func:`write_latest`) is the write rule, decided atomically in Redis for
-many rows per call. A row's *version* is ``(event ts, created ts)``; its ``__digest``
-is 16 hex digits of the MD5 of its encoded values and its view's definition
-(:func:`definition_digest`). For each key the script
+many rows per call. A row's *version* is ``(event ts, created ts)``; every hash also
+holds ``__definition``, the digest of its view's definition (:func:`definition_digest`).
+For each key the script
 
 * writes the row when it is newer than the stored one, or has the same version and
-  another digest (a logic fix rebuilt at the same timestamps, or a changed ttl or
-  type: the warehouse is the truth, so the same version with new content replaces);
+  other content: another value, a NULL where there was a value or back, or another
+  definition (a logic fix rebuilt at the same timestamps, a changed ttl or type: the
+  warehouse is the truth, so the same version with new content replaces);
 * skips it as *older* when the stored version is newer: nothing ever goes back to an
   older version, whatever order syncs, backfills and pushes land in;
-* skips it as *unchanged* when version and digest are equal, so a re-run over
-  unchanged data writes nothing and costs Redis one ``HMGET`` per row.
+* skips it as *unchanged* when version and content are equal, so a re-run over
+  unchanged data writes nothing. Content is compared field by field, in Redis, and only
+  when the versions tie: no client-side hash to trust, and nothing extra on the wire.
 
 A written row replaces the whole hash (``DEL``, ``HSET``) and gets ``PEXPIREAT`` at
 event ts + ttl. When two syncs write the same version with different content, the
@@ -46,7 +48,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
-import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -69,16 +70,17 @@ FENCE_ERROR = "FSFENCE"
 
 # KEYS   = the fence key (the sync's lock), then the hash keys, one per row.
 # ARGV   = mode ("w" write, "d" dry run: count only), has_mask ("1" when rows carry a
-#          null mask), ttl in microseconds ("" = none), fence token ("" = unfenced),
-#          then per row: the null mask when has_mask ("" = no NULLs, else one "0"/"1"
-#          per field) and one value per field (NULLs as ""), in the order of @FIELDS@;
-#          field 1 is __event_ts, the last is __digest.
+#          null mask), ttl in microseconds ("" = none), fence token ("" = unfenced), the
+#          view's definition digest, then per row: the null mask when has_mask ("" = no
+#          NULLs, else one "0"/"1" per field) and one value per field (NULLs as ""), in
+#          the order of @FIELDS@; field 1 is __event_ts.
 # Returns {written, skipped_older, skipped_unchanged}.
 #
 # Speed notes: the field names are constants in the script text, and the common case
 # (no NULL in the row) calls HSET with its arguments spelled out, because building a
 # table and unpacking it costs about a third of the per-row time; PEXPIREAT, unlike
-# EXPIREAT, is not rewritten by Redis for propagation.
+# EXPIREAT, is not rewritten by Redis for propagation. Content is read (one HMGET of
+# every field) only when the versions tie.
 _WRITE_LATEST = r"""
 local dry = ARGV[1] == 'd'
 local has_mask = ARGV[2] == '1'
@@ -86,49 +88,61 @@ local ttl = tonumber(ARGV[3])
 if ARGV[4] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[4] then
   return redis.error_reply('@FENCE@ the sync lock ' .. KEYS[1] .. ' is no longer held by this sync')
 end
+local definition = ARGV[5]
 local fields = {@FIELDS@}
 local nf = #fields
 local has_created = fields[2] == '__created_ts'
 
--- 1: write (newer, or same version with another digest), 0: older, 2: unchanged.
+-- Same version: is the stored hash exactly this row (same fields, values, definition)?
+local function same(key, v, mask)
+  local cur = redis.call('HMGET', key, '__definition', unpack(fields))
+  if cur[1] ~= definition then return false end
+  for j = 1, nf do
+    local new = ARGV[v + j]
+    if mask ~= '' and string.byte(mask, j) == 49 then new = false end  -- "1": NULL, no field
+    if cur[j + 1] ~= new then return false end
+  end
+  return true
+end
+
+-- 1: write (newer, or the same version with other content), 0: older, 2: unchanged.
 -- At the same event time the created timestamp decides; NULL ("") is older than any value.
-local function compare(key, ets, cts, digest)
-  local old = redis.call('HMGET', key, '__event_ts', '__created_ts', '__digest')
+local function verdict(key, v, mask)
+  local old = redis.call('HMGET', key, '__event_ts', '__created_ts')
   if not old[1] then return 1 end
-  local e, old_e = tonumber(ets), tonumber(old[1])
+  local e, old_e = tonumber(ARGV[v + 1]), tonumber(old[1])
   if e ~= old_e then return e > old_e and 1 or 0 end
-  local c, old_c = cts and tonumber(cts), tonumber(old[2] or '')
+  local c, old_c = has_created and tonumber(ARGV[v + 2]) or nil, tonumber(old[2] or '')
   if c ~= old_c then
     if c == nil then return 0 end
     if old_c == nil then return 1 end
     return c > old_c and 1 or 0
   end
-  if old[3] == digest then return 2 end
-  return 1
+  return same(key, v, mask) and 2 or 1
 end
 
 local stride = has_mask and nf + 1 or nf
 local written, older, unchanged = 0, 0, 0
 for i = 2, #KEYS do
   local key = KEYS[i]
-  local b = 5 + (i - 2) * stride           -- the row's first argument
+  local b = 6 + (i - 2) * stride           -- the row's first argument
   local v = has_mask and b or b - 1        -- value j is ARGV[v + j]
-  local verdict = compare(key, ARGV[v + 1], has_created and ARGV[v + 2] or nil, ARGV[v + nf])
-  if verdict == 0 then
+  local mask = has_mask and ARGV[b] or ''
+  local decided = verdict(key, v, mask)
+  if decided == 0 then
     older = older + 1
-  elseif verdict == 2 then
+  elseif decided == 2 then
     unchanged = unchanged + 1
   else
     written = written + 1
     if not dry then
       redis.call('DEL', key)                   -- the row replaces the whole hash
-      local mask = has_mask and ARGV[b] or ''
       if mask == '' then
-        redis.call('HSET', key, @HSET_ARGS@)
+        redis.call('HSET', key, '__definition', definition, @HSET_ARGS@)
       else
-        local set = {key}
+        local set = {key, '__definition', definition}
         for j = 1, nf do
-          if string.byte(mask, j) ~= 49 then   -- "1": NULL, the field is left out
+          if string.byte(mask, j) ~= 49 then
             set[#set + 1] = fields[j]
             set[#set + 1] = ARGV[v + j]
           end
@@ -158,9 +172,9 @@ def _lua_string(text: str) -> str:
 
 
 def write_latest(fields: list[str]) -> str:
-    """The write script for rows of these hash ``fields`` (``__event_ts`` first, ``__digest`` last)."""
-    if not fields or fields[0] != codec.EVENT_TS or fields[-1] != codec.DIGEST:
-        raise ValueError(f"the fields must run from {codec.EVENT_TS} to {codec.DIGEST}, got {fields}")
+    """The write script for rows of these hash ``fields`` (``__event_ts`` first)."""
+    if not fields or fields[0] != codec.EVENT_TS:
+        raise ValueError(f"the first field must be {codec.EVENT_TS}, got {fields[:1]}")
     args = ", ".join(f"{_lua_string(f)}, ARGV[v + {j}]" for j, f in enumerate(fields, 1))
     return (_WRITE_LATEST.replace("@FIELDS@", ", ".join(_lua_string(f) for f in fields))
             .replace("@HSET_ARGS@", args).replace("@FENCE@", FENCE_ERROR))
@@ -192,7 +206,7 @@ def write_fields(view: FeatureView) -> list[str]:
     fields = [codec.EVENT_TS]
     if view.created_timestamp:
         fields.append(codec.CREATED_TS)
-    return fields + [f.name for f in view.features] + [codec.DIGEST]
+    return fields + [f.name for f in view.features]
 
 
 @dataclass
@@ -201,7 +215,7 @@ class EncodedWrite:
 
     n: int  # rows to send
     expired: int  # rows dropped as expired on arrival
-    head: tuple[str, ...]  # the script's leading arguments after the mode, but for the fence token
+    head: tuple[str, ...]  # the script's leading arguments after the mode: has_mask, ttl, definition
     stride: int  # arguments per row
     keys: pa.BinaryArray | None  # one RESP bulk string per row
     args: pa.BinaryArray | None  # per row: its ``stride`` arguments, RESP-framed
@@ -211,7 +225,8 @@ class EncodedWrite:
 
         ``fence`` is (lock key, token); an empty token writes unfenced.
         """
-        head_args = b"".join(_bulk(t) for t in (mode, *self.head, fence[1]))
+        has_mask, ttl, definition = self.head
+        head_args = b"".join(_bulk(t) for t in (mode, has_mask, ttl, fence[1], definition))
         fence_key = _bulk(fence[0])
         key_off = _offsets(self.keys)
         arg_off = _offsets(self.args)
@@ -235,7 +250,7 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
                  definition: str) -> EncodedWrite:
     """Encode ``rows`` (join keys, features, ``__event_ts``, ``__created_ts``) of ``view``.
 
-    ``definition`` is the view's definition digest, part of every row's ``__digest``.
+    ``definition`` is the view's definition digest, stored with every row.
     Rows with a NULL ``__event_ts`` (expired as of the snapshot) or whose ``event ts +
     ttl`` is already past ``wall_now`` (unix seconds) are dropped and counted: Redis
     would delete such a key the moment it got its expiry.
@@ -245,7 +260,7 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
     total = rows.num_rows
     has_created = bool(view.created_timestamp)
     ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl is not None else None
-    head = ("0", "" if ttl_us is None else str(ttl_us))  # has_mask, set below
+    head = ("0", "" if ttl_us is None else str(ttl_us), definition)  # has_mask (set below), ttl, definition
     stride = len(write_fields(view))
     if total == 0:
         return EncodedWrite(0, 0, head, stride, None, None)
@@ -273,35 +288,16 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
     values += [codec.encode_column(f.kind, rows.column(f.name)) for f in view.features]
     pieces: list = []
     if any(v.null_count for v in values):
-        # The digest field is never NULL: its mask digit is a constant "0".
         mask = pc.binary_join_element_wise(
-            *[pc.if_else(pc.is_null(v), "1", "0") if v.null_count else "0" for v in values], "0", "")
-        head, stride = ("1", head[1]), stride + 1
+            *[pc.if_else(pc.is_null(v), "1", "0") if v.null_count else "0" for v in values], "")
+        head, stride = ("1", *head[1:]), stride + 1
         pieces += _bulk_pieces(mask)
         pieces += [p for v in values for p in _bulk_pieces(pc.fill_null(v, "") if v.null_count else v)]
     else:
         pieces += [p for v in values for p in _bulk_pieces(v)]
-    body = pc.binary_join_element_wise(*[_binary(p) for p in pieces], b"")
-    args = pc.binary_join_element_wise(body, *[_binary(p) for p in _bulk_pieces(_digests(definition, body))], b"")
+    args = pc.binary_join_element_wise(*[_binary(p) for p in pieces], b"")
     keys = pc.binary_join_element_wise(*_bulk_pieces(keys), "")
     return EncodedWrite(kept, total - kept, head, stride, keys, args)
-
-
-def _digests(definition: str, body: pa.Array) -> pa.Array:
-    """16 hex digits of MD5(definition, row bytes) per row.
-
-    pyarrow has no hash kernel; DuckDB hashes the Arrow column in place, vectorised.
-    ``body`` already frames each value with its length, so two rows only share a digest
-    when their values are equal.
-    """
-    con = duckdb.connect()
-    try:
-        con.register("rows", pa.table({"body": body}))
-        # The definition is hex digits, safe to inline.
-        return con.sql(f"SELECT left(md5('{definition}'::BLOB || body), 16) AS d FROM rows").to_arrow_table() \
-            .column("d").combine_chunks()
-    finally:
-        con.close()
 
 
 # Bump when what a row stores for the same definition changes (the codec, the digest):
