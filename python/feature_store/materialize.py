@@ -322,7 +322,7 @@ class _Job:
                 "keys_written": vr.keys_written,
                 "definition": definition,
                 "fingerprint_parts": fingerprints.parts if fingerprints else 0,
-                "fingerprints": fingerprints.encode() if fingerprints else "",
+                "fingerprints": fingerprints.text if fingerprints else "",
                 "run_id": before.run_id if before else "",
                 "evicted_keys": before.evicted_keys if before else 0,
             }

@@ -46,38 +46,34 @@ __all__ = ["Fingerprints", "SnapshotReader", "snapshot"]
 # once, so a large view is read in hash partitions of about this many (one after another).
 PARTITION_KEYS = 100_000
 # Fingerprint partitions: about this many entities each, so a change touching 1% of the
-# entities at random re-reads about a tenth of them; at most MAX_PARTS (16 hex digits
-# each: the state stays a few hundred KB).
-ENTITIES_PER_PART = 12
-MAX_PARTS = 16_384
+# entities at random re-reads a few percent of them; at most MAX_PARTS (16 hex digits
+# each: the state stays within 1 MB per view).
+ENTITIES_PER_PART = 2
+MAX_PARTS = 65_536
 _EMPTY = "0" * 16
 _CHANGED = "__fs_changed"
+_DIGESTS = "__fs_digests"
 _KEYS = "__fs_keys"
 
 
 @dataclass(frozen=True)
 class Fingerprints:
-    """A digest per hash partition of a view's entities: 16 hex digits of (row count, sum of row hashes)."""
+    """A digest per hash partition of a view's entities, back to back: 16 hex digits each.
+
+    Partition ``p`` holds the entities with ``hash(keys) % parts = p``; its digest is a
+    hash of its row count and of the sum of its rows' hashes (a sum, not an xor:
+    replacing two equal rows by two other equal rows changes a sum).
+    """
 
     parts: int
-    digests: tuple[str, ...]
-
-    def encode(self) -> str:
-        """As stored in the sync state: the digests back to back."""
-        return "".join(self.digests)
+    text: str
 
     @classmethod
     def decode(cls, parts: int, text: str) -> "Fingerprints | None":
-        """The inverse of :meth:`encode`; None when ``text`` is not ``parts`` digests."""
+        """Fingerprints as stored in the sync state; None when ``text`` is not ``parts`` digests."""
         if parts < 1 or len(text) != parts * 16:
             return None
-        return cls(parts, tuple(text[i:i + 16] for i in range(0, len(text), 16)))
-
-    def changed(self, other: "Fingerprints") -> list[int]:
-        """Partitions whose digest differs from ``other``'s (every one if the partitioning differs)."""
-        if other.parts != self.parts:
-            return list(range(self.parts))
-        return [p for p, (a, b) in enumerate(zip(self.digests, other.digests)) if a != b]
+        return cls(parts, text)
 
 
 def choose_parts(entities: int) -> int:
@@ -176,14 +172,16 @@ def snapshot(
             plan = "every entity"
             if previous is not None:
                 old, old_as_of = previous
-                changed = fingerprints.changed(old)
                 if _naive_utc(old_as_of) > as_of_utc:
                     plan = "every entity (as of a time before the last sync's)"
-                elif len(changed) < parts:
-                    con.register(_CHANGED, pa.table({"p": pa.array(changed, pa.int64())}))
+                else:
+                    # Compared in the warehouse: no Python loop over tens of thousands of digests.
+                    con.execute(f"CREATE TEMP TABLE {_CHANGED} AS SELECT p FROM {_DIGESTS} "
+                                f"WHERE d <> substr($1, p * 16 + 1, 16)", [old.text])
+                    changed = con.execute(f"SELECT count(*) FROM {_CHANGED}").fetchall()[0][0]
                     where.append(f"((hash({keys}) % {parts}) IN (SELECT p FROM {_CHANGED}) "
                                  f"OR \"{view.timestamp}\" > TIMESTAMP '{_naive_utc(old_as_of)}')")
-                    plan = (f"{len(changed)} of {parts} partitions changed, and rows timed after "
+                    plan = (f"{changed} of {parts} partitions changed, and rows timed after "
                             f"{_naive_utc(old_as_of)}")
 
         # The entities to read, found once (one scan) and counted: the sync's ETA. Row ids
@@ -209,18 +207,16 @@ def snapshot(
 
 
 def _fingerprints(con, view: FeatureView, keys: str, not_null: list[str], parts: int) -> Fingerprints:
-    """Partition digests of every row of ``view`` (one scan)."""
+    """Partition digests of every row of ``view`` (one scan), also kept in a temp table for comparing."""
     columns = [*view.join_keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp else []),
                *view.feature_names]
     row_hash = "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"
-    # A sum, not an xor: replacing two equal rows by two other equal rows changes a sum.
-    rows = con.execute(
-        f"SELECT hash({keys}) % {parts} AS p, format('{{:016x}}', hash(count(*), sum({row_hash}))) "
-        f"FROM {view.relation} WHERE {' AND '.join(not_null)} GROUP BY p").fetchall()
-    digests = [_EMPTY] * parts
-    for p, digest in rows:
-        digests[p] = digest
-    return Fingerprints(parts, tuple(digests))
+    con.execute(
+        f"CREATE TEMP TABLE {_DIGESTS} AS SELECT r.range AS p, coalesce(f.d, '{_EMPTY}') AS d FROM range({parts}) r "
+        f"LEFT JOIN (SELECT hash({keys}) % {parts} AS p, format('{{:016x}}', hash(count(*), sum({row_hash}))) AS d "
+        f"FROM {view.relation} WHERE {' AND '.join(not_null)} GROUP BY p) f ON f.p = r.range")
+    text = con.execute(f"SELECT string_agg(d, '' ORDER BY p) FROM {_DIGESTS}").fetchall()[0][0]
+    return Fingerprints(parts, text)
 
 
 def _naive_utc(value: datetime) -> str:
