@@ -362,7 +362,8 @@ class OnlineStore:
 
         ``rows`` holds the join keys, the features, ``__event_ts`` and ``__created_ts``
         (what :func:`feature_store.snapshot.snapshot` streams); see
-        :class:`~feature_store.writer.BatchWriter` for what is counted.
+        :class:`~feature_store.writer.BatchWriter` for what is counted. This alone does
+        not make the view synced: reads answer ``NOT_SYNCED`` until a sync has finished.
         """
         total = WriteResult()
         with self.writer(view, dry_run=dry_run) as w:
