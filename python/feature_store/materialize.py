@@ -69,6 +69,7 @@ class ViewReport:
     unchanged: int = 0  # Redis already held this version with this content
     expired_on_arrival: int = 0  # older than the ttl already: not written
     seconds: float = 0.0
+    read_seconds: float = 0.0  # the warehouse's part: fingerprints, the point-in-time read, the spool
     mode: str = "incremental"  # "incremental", "full" or "backfill"
     reason: str = ""  # why the view was read in full
     read: str = ""  # which entities were read
@@ -299,8 +300,7 @@ class _Job:
             previous, vr.reason = _previous(state, definition, before, self.full_refresh)
             vr.mode = "incremental" if previous else "full"
             vr.as_of = self.now
-            reader = self.source(self.registry, view.name, as_of=self.now, since=None, previous=previous,
-                                 batch_rows=self.batch_rows, wait=self.wait, on_wait=self.on_wait)
+            reader = self._read(vr, as_of=self.now, since=None, previous=previous)
             try:
                 vr.read = getattr(reader, "plan", "")
                 self._write(view, vr, reader, definition, fence, 0)
@@ -346,8 +346,7 @@ class _Job:
             vr.since, vr.as_of = windows[0][0], windows[-1][1]
         rows_before = 0
         for since, as_of in windows:
-            reader = self.source(self.registry, view.name, as_of=as_of, since=since, previous=None,
-                                 batch_rows=self.batch_rows, wait=self.wait, on_wait=self.on_wait)
+            reader = self._read(vr, as_of=as_of, since=since, previous=None)
             try:
                 vr.read = getattr(reader, "plan", "")
                 self._write(view, vr, reader, definition, fence, rows_before)
@@ -358,6 +357,13 @@ class _Job:
             if not self.dry_run and not self.store.save_sync_state(
                     view.name, fence[1], {f"backfill {label}": as_of.isoformat(sep=" ")}):
                 raise lock_lost(view.name)
+
+    def _read(self, vr: ViewReport, **window):
+        began = time.perf_counter()
+        reader = self.source(self.registry, vr.view, batch_rows=self.batch_rows, wait=self.wait,
+                             on_wait=self.on_wait, **window)
+        vr.read_seconds += time.perf_counter() - began
+        return reader
 
     def _write(self, view: FeatureView, vr: ViewReport, reader, definition: str, fence, rows_before: int) -> None:
         total = getattr(reader, "total_rows", None)
