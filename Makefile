@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install redis demo test bench seeds clean
+.PHONY: install redis demo test test-compat bench seeds clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -31,6 +31,29 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The online store's tests again with the oldest redis-py that pyproject.toml allows, without
+# hiredis (the main venv has the newest, with hiredis). Only what those tests import is
+# installed: the online path needs no dbt.
+REDIS_PY_OLDEST := $(shell sed -n 's/.*"redis\[hiredis\]>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+COMPAT := .venv-compat
+COMPAT_STAMP := $(COMPAT)/.installed-$(REDIS_PY_OLDEST)
+ONLINE_TESTS := tests/test_online.py tests/test_keys.py tests/test_materialize.py tests/test_connection.py
+
+$(COMPAT_STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip install -q --upgrade pip
+	$(COMPAT)/bin/python -m pip install -q "redis==$(REDIS_PY_OLDEST)" pyarrow duckdb numpy pandas orjson pyyaml \
+	  click rich pytest hypothesis psutil
+	$(COMPAT)/bin/python -m pip uninstall -q -y hiredis 2>/dev/null || true
+	$(COMPAT)/bin/python -m pip install -q --no-deps -e .
+	@touch $@
+
+test-compat: $(COMPAT_STAMP) redis
+	@$(COMPAT)/bin/python -c 'import redis, importlib.util as u; \
+	  assert redis.__version__ == "$(REDIS_PY_OLDEST)" and u.find_spec("hiredis") is None; \
+	  print(f"redis-py {redis.__version__}, no hiredis")'
+	$(COMPAT)/bin/python -m pytest -q $(ONLINE_TESTS)
+
 bench: install
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/historical.py
@@ -41,4 +64,4 @@ seeds: install
 	$(BIN)/python scripts/generate_seeds.py
 
 clean:
-	rm -rf target logs dbt_packages feature_store.duckdb feature_store.duckdb.wal .pytest_cache
+	rm -rf target logs dbt_packages feature_store.duckdb feature_store.duckdb.wal .pytest_cache $(COMPAT)

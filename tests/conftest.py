@@ -109,3 +109,36 @@ def redis_url(redis_server):
     client.flushall()
     client.close()
     return redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A local three-master Redis Cluster for the session (:class:`cluster_support.LocalCluster`).
+
+    ``.url`` is ``redis+cluster://127.0.0.1:P1,127.0.0.1:P2``, ``.ports`` the three
+    masters; ``.flush()``, ``.restart(port)`` and ``.reshard(from_port, to_port, slots)``
+    change it, and leave it ok, for every later test: flush before use.
+    """
+    from cluster_support import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path):
+    """A fresh master, replica and sentinel (:class:`cluster_support.LocalSentinel`) for one test.
+
+    ``.url`` is ``redis+sentinel://127.0.0.1:S/mymaster/0``; ``.failover()`` (or
+    ``.failover(kill=True)``) promotes the replica and returns once the sentinel names it.
+    """
+    from cluster_support import LocalSentinel
+
+    sentinel = LocalSentinel(tmp_path / "sentinel").start()
+    try:
+        yield sentinel
+    finally:
+        sentinel.stop()

@@ -83,7 +83,7 @@ def test_bad_entity_argument(built_project, redis_url):
 
 def test_a_failing_view_is_named_the_others_sync_and_the_exit_status_is_1(built_project, redis_url):
     client = redis.Redis.from_url(redis_url)
-    client.set("fs:feature_store:dev:_sync:user_txn_features:lock", "elsewhere:1:x", px=60_000)
+    client.set("fs:feature_store:dev:{_sync}:user_txn_features:lock", "elsewhere:1:x", px=60_000)
     proc = fstore(built_project, redis_url, "sync", "--wait", "0", "--json")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "Failed: user_txn_features: another sync of user_txn_features is running (elsewhere:1:x)" in proc.stderr

@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import redis
-
 from feature_store import codec
 from feature_store.errors import EntityDataFrameError
 from feature_store.online import OnlineStore, get_online_features
+from feature_store.writer import write_rows
 from online_support import make_registry, utc_now
 
 REG = make_registry()
@@ -64,7 +64,7 @@ def test_online_reads_refuse_a_lenient_int_key(redis_url):
     client.hset(store.sync_key("user_order_features"), "as_of", "2026-01-01 00:00:00")
     client.close()
     view = REG.view("user_order_features")
-    store.write(view, pa.table({
+    write_rows(store, view, pa.table({
         "user_id": pa.array([42], pa.int64()), "user_7d_orders": pa.array([5], pa.int64()),
         "user_avg_amount": pa.array([None], pa.decimal128(12, 2)), "user_last_order_ts": pa.array([None],
                                                                                                   pa.timestamp("us")),

@@ -121,7 +121,7 @@ def test_a_fix_at_the_same_timestamps_and_a_late_row_reach_redis(store, now):
 
 def data_keys(url: str) -> dict:
     """The feature keys of a store (not the sync state, whose times differ run to run)."""
-    return {k: v for k, v in redis_state(url).items() if b":_sync:" not in k}
+    return {k: v for k, v in redis_state(url).items() if b":{_sync}:" not in k}
 
 
 def test_backfill_runs_in_chunks_with_a_checkpoint_and_resumes(store, now):
@@ -244,7 +244,7 @@ def test_a_sync_killed_with_sigkill_and_rerun_ends_like_a_clean_run(redis_url, n
 
     client = redis.Redis.from_url(redis_url)
     partial = client.dbsize()
-    assert partial > 0 and client.hget("fs:proj:dev:_sync:merchant_pair", "as_of") is None
+    assert partial > 0 and client.hget("fs:proj:dev:{_sync}:merchant_pair", "as_of") is None
 
     source = MemorySource(REG, make_tables(now, users=300))
     resumed = OnlineStore.for_registry(REG, url=redis_url)

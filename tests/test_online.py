@@ -17,14 +17,14 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from redis.crc import key_slot
-
 from feature_store import codec
 from feature_store.errors import EntityDataFrameError, FeatureMissing, OnlineStoreError
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
+from feature_store.writer import BatchWriter, write_rows
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from online_support import make_registry, utc_now
+from redis.crc import key_slot
 
 pytestmark = pytest.mark.redis
 
@@ -163,7 +163,7 @@ def test_prefix_separates_targets(redis_url):
     dev = OnlineStore.for_registry(make_registry(target="dev"), url=redis_url)
     prod = OnlineStore.for_registry(make_registry(target="prod"), url=redis_url)
     view = REG.view("user_txn_features")
-    dev.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 3, "__event_ts": utc_now()}],
+    write_rows(dev, view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 3, "__event_ts": utc_now()}],
                          TXN_TYPES))
     assert prod.prefix == "fs:proj:prod"
     # prod has never been synced into this Redis: nothing there is served as if it were real.
@@ -186,7 +186,7 @@ def test_every_type_round_trips_through_redis_and_null_differs_from_missing(stor
     types = {"user_id": pa.int64(), "f_int": pa.int64(), "f_float": pa.float64(), "f_decimal": pa.decimal128(18, 4),
              "f_string": pa.string(), "f_bool": pa.bool_(), "f_ts": pa.timestamp("us"),
              "f_tstz": pa.timestamp("us", "UTC"), "f_date": pa.date32()}
-    result = store.write(view, rows("all_types", data, types))
+    result = write_rows(store, view, rows("all_types", data, types))
     assert (result.written, result.skipped_older, result.expired_on_arrival) == (2, 0, 0)
     response = get_online_features(REG, store, ["all_types"], [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}])
     got = response.to_dict()
@@ -207,7 +207,7 @@ def test_write_expires_keys_at_event_ts_plus_ttl_and_skips_expired_rows(store):
     data = [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": now - timedelta(minutes=4)},
             {"user_id": 2, "txn_velocity_60s": 1, "__event_ts": now - timedelta(minutes=11)},  # past its ttl
             {"user_id": 3, "txn_velocity_60s": None, "__event_ts": None}]  # expired as of the snapshot
-    result = store.write(view, rows("user_txn_features", data, TXN_TYPES))
+    result = write_rows(store, view, rows("user_txn_features", data, TXN_TYPES))
     assert (result.rows, result.written, result.expired_on_arrival) == (3, 1, 2)
     raw = redis.Redis.from_url(store.url)
     expires = (now - timedelta(minutes=4) + timedelta(minutes=10)).replace(tzinfo=timezone.utc)
@@ -220,15 +220,15 @@ def test_rewriting_the_same_rows_is_a_no_op_and_older_rows_never_win(store):
     t = utc_now()
     new = [{"user_id": 1, "user_7d_orders": 5, "__event_ts": t, "__created_ts": t}]
     old = [{"user_id": 1, "user_7d_orders": 4, "__event_ts": t - timedelta(hours=1), "__created_ts": t}]
-    assert store.write(view, rows("user_order_features", new, ORDER_TYPES)).written == 1
-    again = store.write(view, rows("user_order_features", new, ORDER_TYPES))
+    assert write_rows(store, view, rows("user_order_features", new, ORDER_TYPES)).written == 1
+    again = write_rows(store, view, rows("user_order_features", new, ORDER_TYPES))
     assert (again.written, again.skipped_older, again.unchanged) == (0, 0, 1)
-    assert store.write(view, rows("user_order_features", old, ORDER_TYPES)).skipped_older == 1
+    assert write_rows(store, view, rows("user_order_features", old, ORDER_TYPES)).skipped_older == 1
     # Same event time, later created time: a correction, which wins; NULL created loses.
     fix = [{"user_id": 1, "user_7d_orders": 6, "__event_ts": t, "__created_ts": t + timedelta(seconds=1)}]
-    assert store.write(view, rows("user_order_features", fix, ORDER_TYPES)).written == 1
+    assert write_rows(store, view, rows("user_order_features", fix, ORDER_TYPES)).written == 1
     nul = [{"user_id": 1, "user_7d_orders": 7, "__event_ts": t, "__created_ts": None}]
-    assert store.write(view, rows("user_order_features", nul, ORDER_TYPES)).skipped_older == 1
+    assert write_rows(store, view, rows("user_order_features", nul, ORDER_TYPES)).skipped_older == 1
     got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": 1}])
     assert got.to_dict()["user_7d_orders"] == [6]
 
@@ -238,12 +238,12 @@ def test_a_newer_row_replaces_the_whole_hash(store):
     """Fields the row does not carry (a feature since dropped from the view) do not outlive it."""
     view = REG.view("user_txn_features")
     t = utc_now()
-    store.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": t}], TXN_TYPES))
+    write_rows(store, view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": t}], TXN_TYPES))
     raw = redis.Redis.from_url(store.url)
     key = store.key(view, {"user_id": 1})
     raw.hset(key, "dropped_feature", "1")
     later = [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": t + timedelta(seconds=1)}]
-    assert store.write(view, rows("user_txn_features", later, TXN_TYPES)).written == 1
+    assert write_rows(store, view, rows("user_txn_features", later, TXN_TYPES)).written == 1
     assert set(raw.hgetall(key)) == {b"__event_ts", b"txn_velocity_60s", b"__definition"}
 
 
@@ -269,7 +269,7 @@ def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, batche
 
     total = 0
     for batch in batches:
-        result = store.write(view, rows("user_order_features", [row(*w) for w in batch], ORDER_TYPES))
+        result = write_rows(store, view, rows("user_order_features", [row(*w) for w in batch], ORDER_TYPES))
         assert result.written + result.skipped_older + result.unchanged == len(batch)
         total += len(batch)
     newest = {}
@@ -309,7 +309,7 @@ def test_the_newest_version_wins_and_at_a_tie_the_last_content_written(redis_url
         latest_in_batch = {}
         for w in batch:  # one row per key per batch, as a snapshot has
             latest_in_batch[w[0]] = w
-        result = store.write(view, rows("user_order_features", [row(*w) for w in latest_in_batch.values()],
+        result = write_rows(store, view, rows("user_order_features", [row(*w) for w in latest_in_batch.values()],
                                         ORDER_TYPES))
         expected_unchanged = sum(1 for w in latest_in_batch.values() if final.get(w[0]) == w)
         assert result.unchanged == expected_unchanged
@@ -325,10 +325,10 @@ def test_the_newest_version_wins_and_at_a_tie_the_last_content_written(redis_url
 
 def test_writes_recover_from_a_script_flush(store):
     view = REG.view("user_txn_features")
-    store.write(view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": utc_now()}], TXN_TYPES))
+    write_rows(store, view, rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 1, "__event_ts": utc_now()}], TXN_TYPES))
     redis.Redis.from_url(store.url).script_flush()
     later = [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": utc_now()}]
-    assert store.write(view, rows("user_txn_features", later, TXN_TYPES)).written == 1
+    assert write_rows(store, view, rows("user_txn_features", later, TXN_TYPES)).written == 1
     redis.Redis.from_url(store.url).script_flush()
     got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
     assert got.to_dict()["txn_velocity_60s"] == [2]
@@ -341,11 +341,11 @@ def test_writes_recover_from_a_script_flush(store):
 def loaded(store):
     """Two users with order features (one with a NULL average) and one with txn features 4 min old."""
     now = utc_now()
-    store.write(REG.view("user_order_features"), rows("user_order_features", [
+    write_rows(store, REG.view("user_order_features"), rows("user_order_features", [
         {"user_id": 1, "user_7d_orders": 5, "user_avg_amount": Decimal("12.50"), "__event_ts": now - timedelta(hours=1)},
         {"user_id": 2, "user_7d_orders": 0, "__event_ts": now - timedelta(hours=1)},
     ], ORDER_TYPES))
-    store.write(REG.view("user_txn_features"), rows("user_txn_features", [
+    write_rows(store, REG.view("user_txn_features"), rows("user_txn_features", [
         {"user_id": 1, "txn_velocity_60s": 3, "txn_amount_10m": 99.5, "txn_last_category": "grocery",
          "__event_ts": now - timedelta(minutes=4)},
     ], TXN_TYPES))
@@ -531,7 +531,7 @@ def test_password_urls_work_and_a_wrong_password_is_a_clear_error(tmp_path):
     try:
         good = OnlineStore.for_registry(REG, url=f"redis://:s3cret@127.0.0.1:{port}/0")
         mark_synced(good)
-        good.write(REG.view("user_txn_features"),
+        write_rows(good, REG.view("user_txn_features"),
                    rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": utc_now()}], TXN_TYPES))
         got = get_online_features(REG, good, ["user_txn_features:txn_velocity_60s"], [{"user_id": 1}])
         assert got.to_dict()["txn_velocity_60s"] == [2]
@@ -611,7 +611,7 @@ def test_refused_credentials_are_not_retried(tmp_path):
 def test_a_view_never_synced_here_is_not_synced_not_imputed_and_gated_features_raise(redis_url):
     store = OnlineStore.for_registry(REG, url=redis_url)
     view = REG.view("user_order_features")
-    store.write(view, rows("user_order_features", [{"user_id": 1, "user_7d_orders": 3, "__event_ts": utc_now()}],
+    write_rows(store, view, rows("user_order_features", [{"user_id": 1, "user_7d_orders": 3, "__event_ts": utc_now()}],
                            ORDER_TYPES))
     got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": 1}, {"user_id": 2}])
     # user_7d_orders imputes 0 when missing: an empty or foreign Redis must not look like real zeros.
@@ -631,14 +631,14 @@ def test_the_same_version_with_other_content_replaces_the_stored_row(store):
     t = utc_now()
     first = [{"user_id": 1, "user_7d_orders": 27, "__event_ts": t, "__created_ts": t},
              {"user_id": 2, "user_7d_orders": 5, "__event_ts": t, "__created_ts": None}]
-    assert store.write(view, rows("user_order_features", first, ORDER_TYPES)).written == 2
+    assert write_rows(store, view, rows("user_order_features", first, ORDER_TYPES)).written == 2
     fixed = [dict(first[0], user_7d_orders=999), dict(first[1], user_7d_orders=None)]
-    result = store.write(view, rows("user_order_features", fixed, ORDER_TYPES))
+    result = write_rows(store, view, rows("user_order_features", fixed, ORDER_TYPES))
     assert (result.written, result.unchanged, result.skipped_older) == (2, 0, 0)
     got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": 1}, {"user_id": 2}],
                               apply_fallbacks=False)
     assert got.to_dict()["user_7d_orders"] == [999, None]
-    again = store.write(view, rows("user_order_features", fixed, ORDER_TYPES))
+    again = write_rows(store, view, rows("user_order_features", fixed, ORDER_TYPES))
     assert (again.written, again.unchanged) == (0, 2)
 
 
@@ -648,14 +648,14 @@ def test_a_changed_definition_rewrites_equal_rows_and_moves_the_expiry(store):
     view = REG.view("user_txn_features")  # ttl 10m
     t = utc_now().replace(microsecond=0) - timedelta(minutes=5)
     data = rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": t}], TXN_TYPES)
-    store.write(view, data)
+    write_rows(store, view, data)
     raw = redis.Redis.from_url(store.url)
     key = store.key(view, {"user_id": 1})
     assert raw.pexpiretime(key) == int((t + timedelta(minutes=10)).replace(tzinfo=timezone.utc).timestamp() * 1000)
     longer = dataclasses.replace(view, ttl=timedelta(days=1))
-    assert store.write(longer, data).written == 1  # same row, new definition
+    assert write_rows(store, longer, data).written == 1  # same row, new definition
     assert raw.pexpiretime(key) == int((t + timedelta(days=1)).replace(tzinfo=timezone.utc).timestamp() * 1000)
-    assert store.write(longer, data).unchanged == 1
+    assert write_rows(store, longer, data).unchanged == 1
 
 
 def test_a_fenced_write_is_refused_once_the_lock_is_not_the_writers(store):
@@ -664,10 +664,10 @@ def test_a_fenced_write_is_refused_once_the_lock_is_not_the_writers(store):
     raw = redis.Redis.from_url(store.url)
     data = rows("user_txn_features", [{"user_id": 1, "txn_velocity_60s": 2, "__event_ts": utc_now()}], TXN_TYPES)
     raw.set(lock, "mine")
-    with store.writer(view, fence=(lock, "mine")) as w:
+    with BatchWriter(store, view, fence=(lock, "mine")) as w:
         w.submit(data)
     assert [r.written for r in w.acknowledged()] == [1]
     raw.delete(lock)  # what FLUSHALL, a restart or a failover does to it
     with pytest.raises(OnlineStoreError, match="sync lock of user_txn_features is gone"):
-        with store.writer(view, fence=(lock, "mine")) as w:
+        with BatchWriter(store, view, fence=(lock, "mine")) as w:
             w.submit(data)

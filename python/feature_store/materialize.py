@@ -46,9 +46,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 from feature_store.errors import FeatureStoreError, OnlineStoreError, UnknownFeatureView
-from feature_store.online import OnlineStore, ServerFacts, WriteResult
+from feature_store.online import OnlineStore, ServerFacts
 from feature_store.registry import FeatureView, Registry, parse_duration
-from feature_store.writer import definition_digest, lock_lost
+from feature_store.writer import BatchWriter, WriteResult, definition_digest, lock_lost
 
 __all__ = ["SyncReport", "ViewReport", "definition_digest", "select_views", "sync"]
 
@@ -368,7 +368,7 @@ class _Job:
     def _write(self, view: FeatureView, vr: ViewReport, reader, definition: str, fence, rows_before: int) -> None:
         total = getattr(reader, "total_rows", None)
         total = None if total is None else rows_before + total
-        with self.store.writer(view, definition=definition, fence=fence, dry_run=self.dry_run) as writer:
+        with BatchWriter(self.store, view, definition=definition, fence=fence, dry_run=self.dry_run) as writer:
             for batch in reader:
                 vr.rows_read += batch.num_rows
                 if self.dry_run and len(vr.sample) < SAMPLE_ROWS:

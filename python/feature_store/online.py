@@ -24,24 +24,27 @@ from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, RedisError
-from redis.retry import Retry
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.exceptions import (
+    AuthenticationError,
+    ClusterDownError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 
 from feature_store import codec
+from feature_store.connection import is_cluster, redact, redis_client
 from feature_store.errors import EntityDataFrameError, FeatureMissing, OnlineStoreError
 from feature_store.registry import Fallback, Feature, FeatureView, Registry, format_duration, output_names, type_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-    import pyarrow as pa
 
-    from feature_store.writer import BatchWriter
-
-__all__ = ["FieldStatus", "OnlineResponse", "OnlineStore", "WriteResult", "get_online_features"]
+__all__ = ["FieldStatus", "OnlineResponse", "OnlineStore", "ServerFacts", "get_online_features"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 URL_ENV = "FEATURE_STORE_REDIS_URL"
@@ -64,35 +67,9 @@ class FieldStatus(str, Enum):
         return self.value
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-
-
-@dataclass
-class WriteResult:
-    """What one write of rows did: counts, as the sync summary reports them."""
-
-    rows: int = 0  # rows handed in
-    written: int = 0  # keys written (or that would be, in a dry run)
-    skipped_older: int = 0  # not written: Redis holds a newer version
-    unchanged: int = 0  # not written: Redis holds this version with this content already
-    expired_on_arrival: int = 0  # not written: already older than the ttl
-
-    def __iadd__(self, other: "WriteResult") -> "WriteResult":
-        self.rows += other.rows
-        self.written += other.written
-        self.skipped_older += other.skipped_older
-        self.unchanged += other.unchanged
-        self.expired_on_arrival += other.expired_on_arrival
-        return self
+# Failures that another attempt may get past: the connection, or a cluster whose slots are
+# moving or briefly unserved (a master restarting or failing over).
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError, RedisClusterException)
 
 
 @dataclass(frozen=True)
@@ -161,19 +138,11 @@ class OnlineStore:
         self.write_timeout = write_timeout
         self.client = self._client(timeout)
         self._write_client: redis.Redis | None = None
-        self._shas: dict[str, str] = {}
+        self._scripts: dict[tuple[str, bool], Script] = {}
         self._plans: dict[tuple, tuple[Registry, _ReadPlan]] = {}
 
-    def _client(self, timeout: float) -> redis.Redis:
-        try:
-            # redis-py's own retries are off: nested in ours they multiplied the wait on a
-            # hung server (minutes); _retrying bounds the attempts and skips auth errors.
-            return redis.Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=self.connect_timeout,
-                                        socket_timeout=timeout)
-        except (ValueError, TypeError) as exc:
-            raise OnlineStoreError(
-                f"{redact(self.url)} is not a Redis URL ({exc}); write redis://[:password@]host:port/db "
-                f"or rediss:// for TLS (--redis-url or ${URL_ENV})") from None
+    def _client(self, timeout: float) -> "redis.Redis | RedisCluster":
+        return redis_client(self.url, timeout=timeout, connect_timeout=self.connect_timeout)
 
     @property
     def write_client(self) -> redis.Redis:
@@ -195,7 +164,7 @@ class OnlineStore:
         if self._write_client is not None:
             self._write_client.close()
 
-    # -- errors ------------------------------------------------------------------------------
+    # -- calling Redis -------------------------------------------------------------------------
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -206,7 +175,7 @@ class OnlineStore:
             raise OnlineStoreError(
                 f"Redis at {redact(self.url)} refused the credentials while {doing} ({exc}); "
                 f"check the password in --redis-url / ${URL_ENV}") from None
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except _UNAVAILABLE as exc:
             raise OnlineStoreError(
                 f"cannot reach Redis at {redact(self.url)} while {doing} (gave up after {self.retries} "
                 f"retries: {exc}); check that redis-server is running and reachable, and the URL in "
@@ -214,43 +183,59 @@ class OnlineStore:
         except RedisError as exc:
             raise OnlineStoreError(f"Redis at {redact(self.url)} answered an error while {doing}: {exc}") from None
 
-    def _retrying(self, attempt: Callable[[], Any], on_error: Callable[[], Any] | None = None) -> Any:
-        """``attempt()``, retried ``retries`` times with backoff on connection errors and timeouts.
+    def call(self, doing: str, attempt: Callable[[], Any]) -> Any:
+        """``attempt()`` (redis-py calls), retried ``retries`` times with backoff on connection errors
+        and timeouts; failures become :class:`OnlineStoreError` saying what we were ``doing``.
 
         Refused credentials and error replies are not retried: trying again cannot help.
+        ``attempt`` must be safe to run again, e.g. build its pipeline afresh.
         """
-        for n in range(self.retries + 1):
-            try:
-                return attempt()
-            except AuthenticationError:
-                raise
-            except (redis.ConnectionError, redis.TimeoutError):
-                if on_error is not None:
-                    on_error()
-                if n == self.retries:
+        with self._errors(doing):
+            for n in range(self.retries + 1):
+                try:
+                    return attempt()
+                except AuthenticationError:
                     raise
-                time.sleep(min(self.backoff * 2**n, 1.0))
+                except _UNAVAILABLE:
+                    if n == self.retries:
+                        raise
+                    time.sleep(min(self.backoff * 2**n, 1.0))
         raise AssertionError("unreachable")
 
-    def _call(self, doing: str, fn: Callable[[], Any]) -> Any:
-        """One redis-py call, retried and with our errors."""
-        with self._errors(doing):
-            return self._retrying(fn)
+    def script(self, source: str, *, write: bool = False) -> Script:
+        """A registered Lua script (redis-py loads it on first use, and again after a restart)."""
+        client = self.write_client if write else self.client
+        registered = self._scripts.get((source, write))
+        if registered is None:
+            registered = self._scripts[(source, write)] = client.register_script(source)
+        return registered
 
     def ping(self) -> None:
         """Check the connection now (:class:`OnlineStoreError` if Redis cannot be reached)."""
-        self._call("connecting", self.client.ping)
+        self.call("connecting", self.client.ping)
 
     def server_facts(self) -> ServerFacts | None:
-        """The server's run id, evictions and memory policy (``INFO``); None if this user may not ask."""
+        """The server's run id, evictions and memory policy (``INFO``); None if this user may not ask.
+
+        On a cluster, of every master together: a run id that changes when any master
+        restarts or fails over, the evictions summed, and the loosest memory policy.
+        """
+        if is_cluster(self.client):
+            ask = lambda: self.client.info(target_nodes=RedisCluster.PRIMARIES)  # noqa: E731
+        else:
+            ask = self.client.info
         try:
-            info = self._call("asking the server about itself (INFO)", self.client.info)
+            info = self.call("asking the server about itself (INFO)", ask)
         except OnlineStoreError as exc:
             if "NOPERM" in str(exc) or "unknown command" in str(exc):
                 return None
             raise
-        return ServerFacts(run_id=str(info.get("run_id", "")), evicted_keys=int(info.get("evicted_keys", 0)),
-                           maxmemory=int(info.get("maxmemory", 0)), policy=str(info.get("maxmemory_policy", "")))
+        nodes = [info] if "run_id" in info else list(info.values())
+        evicting = [n for n in nodes if int(n.get("maxmemory", 0)) > 0 and n.get("maxmemory_policy") != "noeviction"]
+        worst = evicting[0] if evicting else nodes[0]
+        return ServerFacts(run_id=",".join(sorted(str(n.get("run_id", "")) for n in nodes)),
+                           evicted_keys=sum(int(n.get("evicted_keys", 0)) for n in nodes),
+                           maxmemory=int(worst.get("maxmemory", 0)), policy=str(worst.get("maxmemory_policy", "")))
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -259,118 +244,61 @@ class OnlineStore:
         return codec.view_key(self.prefix, view.name, codec.entity_tag(view.join_keys, _key_kinds(view), entity))
 
     def sync_key(self, view_name: str) -> str:
-        """The hash holding ``view_name``'s sync state: the last finished sync, backfill checkpoints."""
-        return f"{self.prefix}:_sync:{view_name}"
+        """The hash holding ``view_name``'s sync state: the last finished sync, backfill checkpoints.
+
+        Every view's state and lock share one hash tag, so on a cluster they live on one
+        slot and a script may touch a view's state and its lock together.
+        """
+        return f"{self.prefix}:{{_sync}}:{view_name}"
 
     def lock_key(self, view_name: str) -> str:
         """The string a running sync of ``view_name`` holds (its token), with a lease."""
-        return f"{self.prefix}:_sync:{view_name}:lock"
-
-    # -- scripts -----------------------------------------------------------------------------
-
-    def _sha(self, name: str, source: Callable[[], str]) -> str:
-        """The SHA of the script called ``name`` (text from ``source()``), loaded on first use."""
-        sha = self._shas.get(name)
-        if sha is None:
-            sha = self._call("loading the online-store scripts", lambda: self.write_client.script_load(source()))
-            self._shas[name] = sha
-        return sha
-
-    def _script(self, name: str, source: str, keys: list[str], args: list[Any], doing: str) -> Any:
-        """Run one of the small state scripts (loaded once, reloaded after a restart)."""
-        def run():
-            try:
-                return self.client.evalsha(self._sha(name, lambda: source), len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
-                self._shas.pop(name, None)
-                return self.client.evalsha(self._sha(name, lambda: source), len(keys), *keys, *args)
-
-        return self._call(doing, run)
-
-    def _pipeline(self, packed: bytes, replies: int, doing: str) -> list:
-        """Send pre-encoded commands in one write and read their ``replies``: one round trip."""
-        pool = self.client.connection_pool
-
-        def attempt() -> list:
-            conn = pool.get_connection()
-            try:
-                conn.send_packed_command([packed], check_health=False)
-                return [conn.read_response() for _ in range(replies)]
-            except BaseException:
-                conn.disconnect()  # unread replies must not reach the next user of this connection
-                raise
-            finally:
-                pool.release(conn)
-
-        return self._call(doing, attempt)
+        return f"{self.sync_key(view_name)}:lock"
 
     # -- sync state ----------------------------------------------------------------------------
 
     def sync_state(self, view_name: str) -> dict[str, str]:
         """The sync state of ``view_name`` (empty: never synced here, or Redis lost it)."""
-        raw = self._call(f"reading the sync state of {view_name}", lambda: self.client.hgetall(self.sync_key(view_name)))
+        raw = self.call(f"reading the sync state of {view_name}", lambda: self.client.hgetall(self.sync_key(view_name)))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     def save_sync_state(self, view_name: str, token: str, fields: Mapping[str, Any]) -> bool:
         """Record ``fields`` in the view's sync state if ``token`` still holds its lock (else False)."""
         args = [x for k, v in fields.items() for x in (k, str(v))]
-        return bool(self._script("save_state", _SAVE_STATE, [self.sync_key(view_name), self.lock_key(view_name)],
-                                 [token, *args], f"saving the sync state of {view_name}"))
+        save = self.script(_SAVE_STATE)
+        return bool(self.call(f"saving the sync state of {view_name}",
+                              lambda: save(keys=[self.sync_key(view_name), self.lock_key(view_name)], args=[token, *args])))
 
     def try_lock(self, view_name: str, token: str, lease_ms: int) -> str | None:
         """Take the view's sync lock for ``lease_ms``; None if taken, else the holder's token."""
         key = self.lock_key(view_name)
-        if self._call(f"locking {view_name}", lambda: self.client.set(key, token, nx=True, px=lease_ms)):
+        if self.call(f"locking {view_name}", lambda: self.client.set(key, token, nx=True, px=lease_ms)):
             return None
-        holder = self._call(f"locking {view_name}", lambda: self.client.get(key))
+        holder = self.call(f"locking {view_name}", lambda: self.client.get(key))
         return holder.decode() if holder else ""
 
     def renew_lock(self, view_name: str, token: str, lease_ms: int) -> bool:
         """Extend the lease of a lock this token holds (False: it is gone)."""
-        return bool(self._script("renew_lock", _RENEW_LOCK, [self.lock_key(view_name)], [token, lease_ms],
-                                 f"renewing the sync lock of {view_name}"))
+        renew = self.script(_RENEW_LOCK)
+        return bool(self.call(f"renewing the sync lock of {view_name}",
+                              lambda: renew(keys=[self.lock_key(view_name)], args=[token, lease_ms])))
 
     def unlock(self, view_name: str, token: str) -> None:
         """Release the lock if this token still holds it."""
-        self._script("release_lock", _RELEASE_LOCK, [self.lock_key(view_name)], [token],
-                     f"releasing the sync lock of {view_name}")
+        release = self.script(_RELEASE_LOCK)
+        self.call(f"releasing the sync lock of {view_name}",
+                  lambda: release(keys=[self.lock_key(view_name)], args=[token]))
 
     def count_keys(self, view_name: str) -> int:
         """How many keys ``view_name`` has here: a SCAN over the prefix, O(keys), for a person looking."""
-        pattern = f"{self.prefix}:{{*}}:{view_name}"
-        return self._call(f"counting the keys of {view_name}",
-                          lambda: sum(1 for _ in self.client.scan_iter(match=pattern, count=10_000)))
+        pattern = f"{self.prefix}:{{*=*}}:{view_name}"  # entity tags always hold "name=value"
+        return self.call(f"counting the keys of {view_name}",
+                         lambda: sum(1 for _ in self.client.scan_iter(match=pattern, count=10_000)))
 
     def get_checkpoint(self, view_name: str, label: str) -> datetime | None:
         """The end of the last finished chunk of backfill ``label``, or None."""
         raw = self.sync_state(view_name).get(f"backfill {label}")
         return datetime.fromisoformat(raw) if raw else None
-
-    # -- writing -----------------------------------------------------------------------------
-
-    def writer(self, view: FeatureView, *, definition: str | None = None, fence: tuple[str, str] | None = None,
-               dry_run: bool = False, rows_per_call: int = 500) -> "BatchWriter":
-        """A :class:`~feature_store.writer.BatchWriter` for ``view``: submit Arrow batches, read the counts."""
-        from feature_store.writer import BatchWriter, definition_digest  # pyarrow: only when writing
-
-        return BatchWriter(self, view, definition=definition or definition_digest(view), fence=fence,
-                           dry_run=dry_run, rows_per_call=rows_per_call)
-
-    def write(self, view: FeatureView, rows: "pa.RecordBatch | pa.Table", *, dry_run: bool = False,
-              wall_now: float | None = None) -> WriteResult:
-        """Write the latest rows of ``view`` now, under the write rule (see :mod:`feature_store.writer`).
-
-        ``rows`` holds the join keys, the features, ``__event_ts`` and ``__created_ts``
-        (what :func:`feature_store.snapshot.snapshot` streams); see
-        :class:`~feature_store.writer.BatchWriter` for what is counted. This alone does
-        not make the view synced: reads answer ``NOT_SYNCED`` until a sync has finished.
-        """
-        total = WriteResult()
-        with self.writer(view, dry_run=dry_run) as w:
-            w.submit(rows, wall_now=wall_now)
-        for result in w.acknowledged():
-            total += result
-        return total
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -415,8 +343,7 @@ class _ViewPlan:
     join_keys: tuple[str, ...]
     kinds: dict[str, str | None]
     tag: Callable[[Mapping[str, Any]], str]  # entity row -> "{k=v}"
-    head: bytes  # RESP header of this view's HMGET: "*<n>\r\n$5\r\nHMGET\r\n"
-    fields: bytes  # RESP of the requested fields, __event_ts first
+    fields: tuple[str, ...]  # the HMGET fields: __event_ts, then the requested features
     decoders: tuple[Callable[[bytes], Any], ...]
     columns: tuple[int, ...]  # output column of each requested feature
     ttl_us: int | None
@@ -446,15 +373,13 @@ def _build_plan(registry: Registry, refs: tuple[str, ...], full_feature_names: b
     views, entity_keys = [], []
     for view_name, cols in by_view.items():
         view = registry.view(view_name)
-        fields = [codec.EVENT_TS] + [features[i].name for i in cols]
         views.append(_ViewPlan(
             view=view,
             suffix=f":{view.name}",
             join_keys=view.join_keys,
             kinds=_key_kinds(view),
             tag=codec.tagger(view.join_keys, _key_kinds(view)),
-            head=b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2),
-            fields=b"".join(b"$%d\r\n%s\r\n" % (len(f.encode()), f.encode()) for f in fields),
+            fields=(codec.EVENT_TS, *(features[i].name for i in cols)),
             decoders=tuple(codec.decoder(features[i].kind) for i in cols),
             columns=tuple(cols),
             ttl_us=int(view.ttl.total_seconds() * 1_000_000) if view.ttl is not None else None,
@@ -521,8 +446,19 @@ def get_online_features(
     plan = _plan(store, registry, features, full_feature_names)
     n = len(entity_rows)
     now_us = _now_us(now)
-    commands: list[bytes] = []
+    keys = _keys(store, plan, entity_rows)
+    rows, synced = _fetch(store, plan, keys) if n else ({}, {})
+    values, statuses, event_ts = _decode(plan, rows, synced, n, now_us)
+    imputed = _apply_fallbacks(registry, plan, entity_rows, values, statuses, event_ts, now_us, gate) \
+        if apply_fallbacks else {}
+    entities = {k: [row.get(k) for row in entity_rows] for k in plan.entity_keys}
+    return OnlineResponse(entities, plan.names, values, statuses, plan.features, event_ts, imputed)
+
+
+def _keys(store: OnlineStore, plan: _ReadPlan, entity_rows: list[dict]) -> dict[str, list[str]]:
+    """Each view's Redis key per entity row; the join keys are checked and converted by their declared types."""
     tags: dict[tuple, list[str]] = {}  # views with the same join keys (names and kinds) share their tags
+    keys = {}
     prefix = store.prefix + ":"
     for vp in plan.views:
         tag_id = (vp.join_keys, tuple(vp.kinds.values()))
@@ -539,87 +475,114 @@ def get_online_features(
             except (TypeError, ValueError) as exc:
                 raise EntityDataFrameError(f"bad join key value for feature view {vp.view.name}: {exc}") from None
             tags[tag_id] = vt
-        head, fields = vp.head, vp.fields
-        for key in [(prefix + t + vp.suffix).encode() for t in vt]:
-            commands.append(b"%s$%d\r\n%s\r\n%s" % (head, len(key), key, fields))
-    # One pipelined HMGET per (view, entity): one round trip, and on a cluster each key
-    # stays a single-slot command (a Lua script over many entities could not). The same
-    # round trip asks whether each view has a finished sync here at all.
-    synced_fields = b"".join(_hget(store.sync_key(vp.view.name), SYNCED_FIELD) for vp in plan.views)
-    replies = store._pipeline(b"".join(commands) + synced_fields, len(commands) + len(plan.views),
-                              "reading features") if n else []
-    synced = {vp.view.name: not n or replies[len(commands) + i] is not None for i, vp in enumerate(plan.views)}
+        keys[vp.view.name] = [prefix + t + vp.suffix for t in vt]
+    return keys
 
+
+def _fetch(store: OnlineStore, plan: _ReadPlan, keys: dict[str, list[str]]) -> tuple[dict[str, list], dict[str, bool]]:
+    """Every view's fields per entity, and whether each view has a finished sync: one pipeline.
+
+    One HMGET per (view, entity): on a cluster each is a single-slot command, and the
+    pipeline sends each node its own in one round trip (a script over many entities
+    could not).
+    """
+    def attempt() -> list:
+        pipe = store.client.pipeline(transaction=False)
+        command = pipe.execute_command  # the hmget() wrapper only re-packs the same arguments
+        for vp in plan.views:
+            for key in keys[vp.view.name]:
+                command("HMGET", key, *vp.fields)
+        for vp in plan.views:
+            command("HGET", store.sync_key(vp.view.name), SYNCED_FIELD)
+        return pipe.execute()
+
+    replies = store.call("reading features", attempt)
+    rows, i = {}, 0
+    for vp in plan.views:
+        n = len(keys[vp.view.name])
+        rows[vp.view.name] = replies[i:i + n]
+        i += n
+    synced = {vp.view.name: replies[i + j] is not None for j, vp in enumerate(plan.views)}
+    return rows, synced
+
+
+def _decode(plan: _ReadPlan, rows: dict[str, list], synced: dict[str, bool], n: int, now_us: int):
+    """Values, statuses and event times from the replies, with the ttl checked at ``now_us``."""
     width = len(plan.names)
     values: list[list[Any]] = [[None] * n for _ in range(width)]
     statuses: list[list[FieldStatus]] = [[FieldStatus.PRESENT] * n for _ in range(width)]
     event_ts: dict[str, list[int | None]] = {}
-    present, null, not_found, expired = (FieldStatus.PRESENT, FieldStatus.NULL_VALUE, FieldStatus.NOT_FOUND,
-                                         FieldStatus.OUTSIDE_MAX_AGE)
-    i = 0
     for vp in plan.views:
-        view_replies = replies[i:i + n]
-        i += n
         ts_list: list[int | None] = [None] * n
         event_ts[vp.view.name] = ts_list
-        if not synced[vp.view.name]:
+        if n and not synced[vp.view.name]:
             for c in vp.columns:
                 statuses[c] = [FieldStatus.NOT_SYNCED] * n
             continue
-        cutoff = now_us - vp.ttl_us if vp.ttl_us is not None else None
-        cols = vp.columns
-        live: list[int] = []
-        for r, reply in enumerate(view_replies):
-            raw_ts = reply[0]
-            if raw_ts is None:
-                for c in cols:
-                    statuses[c][r] = not_found
-                continue
-            ets = ts_list[r] = int(raw_ts)
-            if cutoff is not None and ets < cutoff:
-                for c in cols:
-                    statuses[c][r] = expired
+        live = _live_rows(vp, rows.get(vp.view.name, []), ts_list, statuses, now_us)
+        _decode_values(vp, rows.get(vp.view.name, []), live, values, statuses)
+    return values, statuses, event_ts
+
+
+def _live_rows(vp: _ViewPlan, replies: list, ts_list: list, statuses: list, now_us: int) -> list[int]:
+    """The rows whose entity has a row within the ttl; the others get NOT_FOUND or OUTSIDE_MAX_AGE."""
+    cutoff = now_us - vp.ttl_us if vp.ttl_us is not None else None
+    live: list[int] = []
+    for r, reply in enumerate(replies):
+        raw_ts = reply[0]
+        if raw_ts is None:
+            for c in vp.columns:
+                statuses[c][r] = FieldStatus.NOT_FOUND
+            continue
+        ets = ts_list[r] = int(raw_ts)
+        if cutoff is not None and ets < cutoff:
+            for c in vp.columns:
+                statuses[c][r] = FieldStatus.OUTSIDE_MAX_AGE
+        else:
+            live.append(r)
+    return live
+
+
+def _decode_values(vp: _ViewPlan, replies: list, live: list[int], values: list, statuses: list) -> None:
+    """Decode the live rows' values by each feature's type; absent fields are NULL_VALUE."""
+    all_live = len(live) == len(replies)
+    for j, (c, dec) in enumerate(zip(vp.columns, vp.decoders), 1):
+        raw = [reply[j] for reply in replies] if all_live else [replies[r][j] for r in live]
+        if all_live and None not in raw:
+            values[c] = list(map(dec, raw))  # the common case: every value present
+            continue
+        column, column_status = values[c], statuses[c]
+        for r, item in zip(live, raw):
+            if item is None:
+                column_status[r] = FieldStatus.NULL_VALUE
             else:
-                live.append(r)
-        all_live = len(live) == n
-        for j, (c, dec) in enumerate(zip(cols, vp.decoders), 1):
-            raw = [view_replies[r][j] for r in live] if not all_live else [reply[j] for reply in view_replies]
-            if None not in raw and all_live:
-                values[c] = list(map(dec, raw))  # the common case: every value present
-                continue
-            column, column_status = values[c], statuses[c]
-            for r, item in zip(live, raw):
-                if item is None:
-                    column_status[r] = null
-                else:
-                    column[r] = dec(item)
+                column[r] = dec(item)
 
+
+def _apply_fallbacks(registry: Registry, plan: _ReadPlan, entity_rows: list[dict], values: list, statuses: list,
+                     event_ts: dict, now_us: int, gate: str) -> dict[str, int]:
+    """Impute defaults or enforce gates where a value is missing; returns the imputed count per feature.
+
+    A view that was never synced here is never imputed: a default from an empty store looks real.
+    """
     imputed: dict[str, int] = {}
-    if apply_fallbacks:
-        for c, feature, fallback, fill in plan.fallbacks:
-            col_status = statuses[c]
-            if all(s is present for s in col_status):
+    for c, feature, fallback, fill in plan.fallbacks:
+        col_status = statuses[c]
+        if all(s is FieldStatus.PRESENT for s in col_status):
+            continue
+        for r, s in enumerate(col_status):
+            if s is FieldStatus.PRESENT or (s is FieldStatus.NOT_SYNCED and fallback.kind == "impute"):
                 continue
-            for r, s in enumerate(col_status):
-                if s is present or (s is FieldStatus.NOT_SYNCED and fallback.kind == "impute"):
+            if fallback.kind == "gate":
+                if gate == "status":
                     continue
-                if fallback.kind == "gate":
-                    if gate == "status":
-                        continue
-                    view = registry.view(feature.view)
-                    raise FeatureMissing(feature.ref, {k: entity_rows[r].get(k) for k in view.join_keys},
-                                         _reason(s, view, event_ts[feature.view][r], now_us))
-                values[c][r] = fill
-                col_status[r] = FieldStatus.IMPUTED
-                imputed[plan.names[c]] = imputed.get(plan.names[c], 0) + 1
-
-    entities = {k: [row.get(k) for row in entity_rows] for k in plan.entity_keys}
-    return OnlineResponse(entities, plan.names, values, statuses, plan.features, event_ts, imputed)
-
-
-def _hget(key: str, field: str) -> bytes:
-    k, f = key.encode(), field.encode()
-    return b"*3\r\n$4\r\nHGET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(f), f)
+                view = registry.view(feature.view)
+                raise FeatureMissing(feature.ref, {k: entity_rows[r].get(k) for k in view.join_keys},
+                                     _reason(s, view, event_ts[feature.view][r], now_us))
+            values[c][r] = fill
+            col_status[r] = FieldStatus.IMPUTED
+            imputed[plan.names[c]] = imputed.get(plan.names[c], 0) + 1
+    return imputed
 
 
 def _reason(status: FieldStatus, view: FeatureView, ets: int | None, now_us: int) -> str:

@@ -1,12 +1,11 @@
-"""Writing rows into the online store: commands built column-wise with Arrow, sent in the background.
+"""Writing rows into the online store: values encoded column-wise with Arrow, sent in the background.
 
-The sync writes over a hundred thousand rows per second by never touching a row in
-Python: every column is cast to text (:func:`feature_store.codec.encode_column`), the
-arguments are framed as RESP bulk strings (``$<len>\\r\\n<bytes>\\r\\n``) and joined
-row-wise with ``pyarrow.compute``; a binary array without NULLs stores its values back
-to back, so the bytes of rows ``a..b`` are one slice of its data buffer. Each
-``EVALSHA`` of the write script (below) is then a short header plus two such slices
-(the keys, then the per-row arguments), handed to the socket as they are.
+Every column is cast to the stored text column-wise (:func:`feature_store.codec.encode_column`),
+then the rows' arguments are laid out flat for the write script and sent with
+redis-py's public API only: a registered script (``EVALSHA``, loaded again after a
+restart) called many rows at a time in a non-transactional pipeline. Every command is
+one an SRE can read in ``MONITOR``: ``EVALSHA`` of the script below, whose text is in
+this module.
 
 The script (:func:`write_latest`) is the write rule, decided atomically in Redis for
 many rows per call. A row's *version* is ``(event ts, created ts)``; every hash also
@@ -31,10 +30,9 @@ whose token is no longer the lock's value (Redis lost the lock in a flush, resta
 failover, or the lease ran out) fails instead of writing. (Feast decides "newer" by
 read-then-write in the client, which races with a concurrent writer.)
 
-:class:`BatchWriter` sends on a background thread over its own connection, so the
-next batch is read and encoded while Redis runs the script on the previous one (Arrow
-and socket I/O release the GIL). Counts come back per batch, in order, only once Redis
-has answered for every row of the batch.
+:class:`BatchWriter` sends on a background thread with its own pipeline, so the next batch
+is read and encoded while Redis runs the script on the previous one. Counts come back
+per batch, in order, only once Redis has answered for every row of the batch.
 """
 
 from __future__ import annotations
@@ -46,27 +44,30 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Iterator
 
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 
 from feature_store import codec
+from feature_store.connection import is_cluster
 from feature_store.errors import OnlineStoreError
 from feature_store.registry import FeatureView, format_duration, type_kind
 
 if TYPE_CHECKING:  # pragma: no cover
-    from feature_store.online import OnlineStore, WriteResult
+    from feature_store.online import OnlineStore
 
-__all__ = ["BatchWriter", "EncodedWrite", "definition_digest", "encode_write", "lock_lost", "write_fields",
-           "write_latest"]
+__all__ = ["BatchWriter", "EncodedWrite", "WriteResult", "definition_digest", "encode_write", "lock_lost",
+           "write_fields", "write_latest", "write_rows"]
 
-CRLF = "\r\n"
 # The error a fenced call answers with when the caller's sync lock is gone.
 FENCE_ERROR = "FSFENCE"
+# Replies of a cluster node whose slot is moving: send the call again, to the new owner.
+_SLOT_MOVING = (MovedError, AskError, TryAgainError, ClusterDownError)
+_CLUSTER_ATTEMPTS = 30
 
 # KEYS   = the fence key (the sync's lock), then the hash keys, one per row.
 # ARGV   = mode ("w" write, "d" dry run: count only), has_mask ("1" when rows carry a
@@ -180,27 +181,6 @@ def write_latest(fields: list[str]) -> str:
             .replace("@HSET_ARGS@", args).replace("@FENCE@", FENCE_ERROR))
 
 
-def _bulk(text: str) -> bytes:
-    data = text.encode()
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
-def _bulk_pieces(column: pa.Array) -> list:
-    """``$<len>\\r\\n<value>\\r\\n`` as pieces for binary_join_element_wise."""
-    return ["$", pc.cast(pc.binary_length(column), pa.string()), CRLF, column, CRLF]
-
-
-def _binary(piece):
-    """A join piece as binary (the payloads are not text)."""
-    return piece.encode() if isinstance(piece, str) else piece if isinstance(piece, bytes) else piece.cast(pa.binary())
-
-
-def _offsets(array: pa.StringArray) -> np.ndarray:
-    """The value offsets of a string array (honouring a slice offset)."""
-    raw = np.frombuffer(array.buffers()[1], dtype=np.int32)
-    return raw[array.offset : array.offset + len(array) + 1]
-
-
 def write_fields(view: FeatureView) -> list[str]:
     """The hash fields a row of ``view`` is written with, in the order the script receives them."""
     fields = [codec.EVENT_TS]
@@ -210,40 +190,40 @@ def write_fields(view: FeatureView) -> list[str]:
 
 
 @dataclass
+class WriteResult:
+    """What one write of rows did: counts, as the sync summary reports them."""
+
+    rows: int = 0  # rows handed in
+    written: int = 0  # keys written (or that would be, in a dry run)
+    skipped_older: int = 0  # not written: Redis holds a newer version
+    unchanged: int = 0  # not written: Redis holds this version with this content already
+    expired_on_arrival: int = 0  # not written: already older than the ttl
+
+    def __iadd__(self, other: "WriteResult") -> "WriteResult":
+        self.rows += other.rows
+        self.written += other.written
+        self.skipped_older += other.skipped_older
+        self.unchanged += other.unchanged
+        self.expired_on_arrival += other.expired_on_arrival
+        return self
+
+
+@dataclass
 class EncodedWrite:
-    """A batch of rows, encoded: RESP-framed keys and per-row script arguments."""
+    """A batch of rows, encoded: the keys, and every row's script arguments laid end to end."""
 
     n: int  # rows to send
     expired: int  # rows dropped as expired on arrival
-    head: tuple[str, ...]  # the script's leading arguments after the mode: has_mask, ttl, definition
+    head: tuple[str, ...]  # the script's arguments after the mode and fence token: has_mask, ttl, definition
     stride: int  # arguments per row
-    keys: pa.BinaryArray | None  # one RESP bulk string per row
-    args: pa.BinaryArray | None  # per row: its ``stride`` arguments, RESP-framed
+    keys: list[str]
+    args: list[str]  # n * stride values
 
-    def commands(self, sha: str, mode: str, fence: tuple[str, str], rows_per_call: int) -> Iterator[list]:
-        """``EVALSHA`` commands of up to ``rows_per_call`` rows each, as lists of byte buffers.
-
-        ``fence`` is (lock key, token); an empty token writes unfenced.
-        """
-        has_mask, ttl, definition = self.head
-        head_args = b"".join(_bulk(t) for t in (mode, has_mask, ttl, fence[1], definition))
-        fence_key = _bulk(fence[0])
-        key_off = _offsets(self.keys)
-        arg_off = _offsets(self.args)
-        key_data = self.keys.buffers()[2]
-        arg_data = self.args.buffers()[2]
+    def calls(self, rows_per_call: int) -> Iterator[tuple[list[str], list[str]]]:
+        """(keys, row arguments) of up to ``rows_per_call`` rows each."""
         for a in range(0, self.n, rows_per_call):
             b = min(a + rows_per_call, self.n)
-            count = b - a
-            total = 3 + 1 + count + 2 + len(self.head) + count * self.stride
-            command = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n%s%s" % (
-                total, sha.encode(), _bulk(str(count + 1)), fence_key)
-            yield [
-                command,
-                key_data.slice(int(key_off[a]), int(key_off[b] - key_off[a])),
-                head_args,
-                arg_data.slice(int(arg_off[a]), int(arg_off[b] - arg_off[a])),
-            ]
+            yield self.keys[a:b], self.args[a * self.stride:b * self.stride]
 
 
 def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table, wall_now: float,
@@ -253,7 +233,8 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
     ``definition`` is the view's definition digest, stored with every row.
     Rows with a NULL ``__event_ts`` (expired as of the snapshot) or whose ``event ts +
     ttl`` is already past ``wall_now`` (unix seconds) are dropped and counted: Redis
-    would delete such a key the moment it got its expiry.
+    would delete such a key the moment it got its expiry. Memory is the batch's bytes
+    (its encoded text, once as Arrow and once as Python strings), whatever the widest value.
     """
     if isinstance(rows, pa.Table):
         rows = rows.combine_chunks().to_batches()[0] if rows.num_rows else pa.RecordBatch.from_pylist([], rows.schema)
@@ -263,7 +244,7 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
     head = ("0", "" if ttl_us is None else str(ttl_us), definition)  # has_mask (set below), ttl, definition
     stride = len(write_fields(view))
     if total == 0:
-        return EncodedWrite(0, 0, head, stride, None, None)
+        return EncodedWrite(0, 0, head, stride, [], [])
 
     ets = codec.micros_column(rows.column("__event_ts"))
     keep = pc.is_valid(ets)
@@ -276,27 +257,24 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
     if kept < total:
         rows, ets = rows.filter(keep), ets.filter(keep)
     if kept == 0:
-        return EncodedWrite(0, total, head, stride, None, None)
+        return EncodedWrite(0, total, head, stride, [], [])
 
     kinds = {k: type_kind(view.column_types.get(k)) for k in view.join_keys}
     tags = codec.entity_tag_column(view.join_keys, kinds, {k: rows.column(k) for k in view.join_keys})
-    keys = pc.binary_join_element_wise(f"{prefix}:", tags, f":{view.name}", "")
+    keys = pc.binary_join_element_wise(f"{prefix}:", tags, f":{view.name}", "").to_pylist()
 
     values: list[pa.Array] = [pc.cast(ets, pa.string())]
     if has_created:
         values.append(pc.cast(codec.micros_column(rows.column("__created_ts")), pa.string()))
     values += [codec.encode_column(f.kind, rows.column(f.name)) for f in view.features]
-    pieces: list = []
+    columns = [pc.fill_null(v, "") if v.null_count else v for v in values]
     if any(v.null_count for v in values):
         mask = pc.binary_join_element_wise(
             *[pc.if_else(pc.is_null(v), "1", "0") if v.null_count else "0" for v in values], "")
         head, stride = ("1", *head[1:]), stride + 1
-        pieces += _bulk_pieces(mask)
-        pieces += [p for v in values for p in _bulk_pieces(pc.fill_null(v, "") if v.null_count else v)]
-    else:
-        pieces += [p for v in values for p in _bulk_pieces(v)]
-    args = pc.binary_join_element_wise(*[_binary(p) for p in pieces], b"")
-    keys = pc.binary_join_element_wise(*_bulk_pieces(keys), "")
+        columns.insert(0, mask)
+    # Row-major, flat: row i's arguments are args[i * stride:(i + 1) * stride].
+    args = list(chain.from_iterable(zip(*(c.to_pylist() for c in columns))))
     return EncodedWrite(kept, total - kept, head, stride, keys, args)
 
 
@@ -339,38 +317,37 @@ class BatchWriter:
     """Writes batches of one view with the write script, on a background thread.
 
     Use as a context manager: :meth:`submit` encodes a batch (on the caller's thread)
-    and queues it; :meth:`acknowledged` returns the :class:`~feature_store.online.WriteResult`
-    of every batch Redis has fully answered since the last call, in submission order.
-    Leaving the block waits for the rest and raises the first error
+    and queues it; :meth:`acknowledged` returns the :class:`WriteResult` of every batch
+    Redis has fully answered since the last call, in submission order. Leaving the
+    block waits for the rest and raises the first error
     (:class:`~feature_store.errors.OnlineStoreError`) if the sender failed.
 
-    ``definition`` is the view's definition digest; ``fence`` the sync's (lock key,
-    token), checked by every call ("" token: unfenced, for writes outside a sync).
-    A row is counted as expired on arrival, and not sent, when its ``__event_ts`` is
-    NULL (older than the ttl as of the snapshot) or ``event ts + ttl`` is already past
-    on the wall clock (Redis would drop the key the moment it got its expiry).
-    With ``dry_run`` the script only counts what it would write.
+    ``definition`` is the view's definition digest (default: computed); ``fence`` the
+    sync's (lock key, token), checked by every call ("" token: unfenced, for writes
+    outside a sync). A row is counted as expired on arrival, and not sent, when its
+    ``__event_ts`` is NULL (older than the ttl as of the snapshot) or ``event ts + ttl``
+    is already past on the wall clock (Redis would drop the key the moment it got its
+    expiry). With ``dry_run`` the script only counts what it would write.
     """
 
-    def __init__(self, store: "OnlineStore", view: FeatureView, *, definition: str, fence: tuple[str, str] | None = None,
-                 dry_run: bool = False, rows_per_call: int = 500, depth: int = 2):
+    def __init__(self, store: "OnlineStore", view: FeatureView, *, definition: str | None = None,
+                 fence: tuple[str, str] | None = None, dry_run: bool = False, rows_per_call: int = 500,
+                 depth: int = 2):
         self.store = store
         self.view = view
-        self.definition = definition
-        self.fence = fence or (store.sync_key(view.name) + ":lock", "")
+        self.definition = definition or definition_digest(view)
+        self.fence = fence or (store.lock_key(view.name), "")
         self.mode = "d" if dry_run else "w"
         # Each call holds the server for rows_per_call rows (~5 us each): 500 keeps
         # concurrent online reads within a few ms while amortising the call overhead.
         self.rows_per_call = rows_per_call
-        self.fields = write_fields(view)
-        self.script = "write_latest:" + ",".join(self.fields)
+        self.script = store.script(write_latest(write_fields(view)), write=True)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._done: deque = deque()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "BatchWriter":
-        self._sha()  # a bad URL fails here, before any warehouse work
         self._thread = threading.Thread(target=self._run, name=f"fs-writer-{self.view.name}", daemon=True)
         self._thread.start()
         return self
@@ -390,7 +367,7 @@ class BatchWriter:
                                self.definition)
         self._put((rows.num_rows, encoded))
 
-    def acknowledged(self) -> list["WriteResult"]:
+    def acknowledged(self) -> list[WriteResult]:
         """Results of the batches Redis has answered since the last call, oldest first."""
         out = []
         while self._done:
@@ -411,66 +388,110 @@ class BatchWriter:
                     raise self._error or RuntimeError("the writer thread stopped")
 
     def _run(self) -> None:
-        from feature_store.online import WriteResult
-
-        pool = self.store.write_client.connection_pool
-        conn = None
         try:
-            with self.store._errors(f"writing {self.view.name}"):
-                conn = pool.get_connection()
-                while True:
-                    item = self._queue.get()
-                    if item is _DONE:
-                        break
-                    n_rows, encoded = item
-                    result = WriteResult(rows=n_rows, expired_on_arrival=encoded.expired)
-                    if encoded.n:
-                        # A dropped connection resends the whole batch: rows that already
-                        # landed are then skipped as unchanged.
-                        replies = self.store._retrying(lambda: self._send(conn, encoded), on_error=conn.disconnect)
-                        for reply in replies:
-                            result.written += int(reply[0])
-                            result.skipped_older += int(reply[1])
-                            result.unchanged += int(reply[2])
-                    self._done.append(result)
+            while True:
+                item = self._queue.get()
+                if item is _DONE:
+                    break
+                n_rows, encoded = item
+                result = WriteResult(rows=n_rows, expired_on_arrival=encoded.expired)
+                if encoded.n:
+                    # A dropped connection resends the whole batch: rows that already landed
+                    # are then skipped as unchanged.
+                    for reply in self.store.call(f"writing {self.view.name}", lambda: self._send(encoded)):
+                        result.written += int(reply[0])
+                        result.skipped_older += int(reply[1])
+                        result.unchanged += int(reply[2])
+                self._done.append(result)
         except BaseException as exc:  # handed to the caller's thread
             self._error = exc
-            if conn is not None:
-                conn.disconnect()  # unread replies must not reach the next user of this connection
             while True:  # unblock a producer waiting on a full queue
                 try:
                     if self._queue.get(timeout=0.5) is _DONE:
                         break
                 except queue.Empty:
                     break
-        finally:
-            if conn is not None:
-                pool.release(conn)
 
-    def _sha(self) -> str:
-        return self.store._sha(self.script, lambda: write_latest(self.fields))
+    def _send(self, encoded: EncodedWrite) -> list:
+        """The batch's script calls, one pipeline per node; the replies."""
+        client = self.store.write_client
+        if is_cluster(client):
+            return self._send_to_cluster(client, encoded)
+        pipe = client.pipeline(transaction=False)
+        fence_key, token = self.fence
+        head = [self.mode, encoded.head[0], encoded.head[1], token, encoded.head[2]]
+        for keys, args in encoded.calls(self.rows_per_call):
+            self.script(keys=[fence_key, *keys], args=[*head, *args], client=pipe)
+        return self._checked(pipe.execute(raise_on_error=False))
 
-    def _send(self, conn, encoded: EncodedWrite) -> list:
-        for attempt in (1, 2):
-            sha = self._sha()
-            commands = list(encoded.commands(sha, self.mode, self.fence, self.rows_per_call))
-            for parts in commands:
-                conn.send_packed_command(parts, check_health=False)
-            replies = []
-            for _ in commands:
-                try:
-                    replies.append(conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                # The server restarted or ran SCRIPT FLUSH: load it again and redo the batch
-                # (safe: the rows already written are now skipped as unchanged).
-                self.store._shas.pop(self.script, None)
-                continue
-            for reply in replies:
-                if isinstance(reply, ResponseError) and str(reply).startswith(FENCE_ERROR):
-                    raise lock_lost(self.view.name)
-                if isinstance(reply, Exception):
-                    raise reply
-            return replies
-        raise AssertionError("unreachable")
+    def _send_to_cluster(self, client, encoded: EncodedWrite) -> list:
+        """On a cluster every script call keeps to one slot (the entity's hash tag puts all of
+        an entity's views there), and each node gets its calls in one pipeline.
+
+        The lock lives on another slot, so a call cannot check it: the fence is checked
+        once per batch here instead, which narrows the window to one batch. A call that
+        meets a moving slot (MOVED, ASK, TRYAGAIN during a reshard or failover) is sent
+        again to the slot's new owner once the client has learnt it.
+        """
+        fence_key, token = self.fence
+        if token and client.get(fence_key) != token.encode():
+            raise lock_lost(self.view.name)
+        head = [self.mode, encoded.head[0], encoded.head[1], "", encoded.head[2]]
+        by_slot: dict[int, list[int]] = {}
+        for i, key in enumerate(encoded.keys):
+            by_slot.setdefault(client.keyslot(key), []).append(i)
+        calls = []
+        for rows in by_slot.values():
+            for a in range(0, len(rows), self.rows_per_call):
+                chunk = rows[a:a + self.rows_per_call]
+                keys = [encoded.keys[i] for i in chunk]
+                args = [x for i in chunk for x in encoded.args[i * encoded.stride:(i + 1) * encoded.stride]]
+                calls.append((keys, [*head, *args]))
+        replies: list = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for attempt in range(_CLUSTER_ATTEMPTS):
+            by_node: dict[str, tuple] = {}
+            for c in pending:
+                node = client.get_node_from_key(calls[c][0][0])
+                pipe, sent = by_node.setdefault(node.name, (client.get_redis_connection(node).pipeline(transaction=False), []))
+                keys, args = calls[c]
+                self.script(keys=[keys[0], *keys], args=args, client=pipe)  # KEYS[1]: unfenced, any key of the slot
+                sent.append(c)
+            moved = []
+            for pipe, sent in by_node.values():
+                for c, reply in zip(sent, pipe.execute(raise_on_error=False)):
+                    if isinstance(reply, _SLOT_MOVING):
+                        moved.append(c)
+                    replies[c] = reply
+            if not moved:
+                return self._checked(replies)
+            # A plain command on the key follows the redirect and updates the client's slot map.
+            for c in moved:
+                client.exists(calls[c][0][0])
+            pending = moved
+            time.sleep(min(0.01 * 2 ** attempt, 0.2))
+        return self._checked(replies)
+
+    def _checked(self, replies: list) -> list:
+        for reply in replies:
+            if isinstance(reply, ResponseError) and str(reply).startswith(FENCE_ERROR):
+                raise lock_lost(self.view.name)
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+
+def write_rows(store: "OnlineStore", view: FeatureView, rows: pa.RecordBatch | pa.Table, *, dry_run: bool = False,
+               wall_now: float | None = None) -> WriteResult:
+    """Write the latest rows of ``view`` now, under the write rule, unfenced.
+
+    ``rows`` holds the join keys, the features, ``__event_ts`` and ``__created_ts``
+    (what :func:`feature_store.snapshot.snapshot` streams). This alone does not make the
+    view synced: reads answer ``NOT_SYNCED`` until a sync has finished.
+    """
+    total = WriteResult()
+    with BatchWriter(store, view, dry_run=dry_run) as w:
+        w.submit(rows, wall_now=wall_now)
+    for result in w.acknowledged():
+        total += result
+    return total
