@@ -10,19 +10,32 @@
   Arguments are documented in point_in_time_join.yml. The plan (views, features,
   ttls) is resolved once in feature_store._pit_resolve; the variants below only
   choose how each view's row is found.
+
+  spine_time='constant' says every spine row has the same time (the online sync's
+  snapshot: all entities as of one moment). Then each view's row is the latest per key
+  inside one time window, which needs no range join: filter the view to the window,
+  join it to the spine's distinct keys on equality, keep the newest row per key. The
+  time is read from the spine (its distinct times), not passed as a literal, so the
+  compiled SQL does not change with the as-of time (the sync compiles it once), and
+  a spine that does carry several times still gets the rule's rows, only slower.
 -#}
 
 {% macro point_in_time_join(spine, timestamp, features, full_feature_names=false, ttl_override=none,
                             as_of_created=false, row_id=none, include_timestamps=false,
-                            implementation=none) %}
+                            implementation=none, spine_time=none) %}
   {%- set known = [none, 'default', 'range', 'asof'] -%}
   {%- if implementation not in known -%}
     {{ exceptions.raise_compiler_error(
         "point_in_time_join: implementation must be none (the adapter's best plan), 'default' (portable "
         ~ "range join), or on DuckDB 'range' or 'asof'; got " ~ implementation) }}
   {%- endif -%}
+  {%- if spine_time == 'constant' and implementation in ['range', 'asof'] -%}
+    {{ exceptions.raise_compiler_error(
+        "point_in_time_join: implementation='" ~ implementation ~ "' is a plan for spines whose times vary; "
+        ~ "with spine_time='constant' pass implementation=none or 'default'") }}
+  {%- endif -%}
   {%- set plan = feature_store._pit_resolve(spine, timestamp, features, full_feature_names, ttl_override,
-                                            as_of_created, row_id, include_timestamps) -%}
+                                            as_of_created, row_id, include_timestamps, spine_time) -%}
   {%- if plan is none -%}
     {#- dbt is only parsing: the refs are recorded, the SQL is not used. -#}
     {{ return('select 1 as __fs_parsing') }}
@@ -42,21 +55,29 @@
   ORDER BY and the added spine_row_number has none. Only DuckDB runs in our tests.
   Its cost grows with the rows per key inside the ttl window: fine for daily views
   with a ttl of days, slow for views with no ttl and a long history.
+  With spine_time='constant' the same numbering runs over the view's rows inside the
+  window of the one time, joined to the spine's keys on equality (no range join).
 -#}
 {% macro default__point_in_time_join(plan, implementation=none) %}
   {%- set view_sql = [] -%}
   {%- for view in plan['views'] -%}
+    {%- if plan['spine_time'] == 'constant' -%}
+      {%- set key_alias, t_expr = 'k', 'a.__fs_t' -%}
+      {%- set rows = feature_store._pit_constant_time_rows(plan, view) -%}
+    {%- else -%}
+      {%- set key_alias, t_expr = 'q', 'q.__fs_t' -%}
+      {%- set rows = feature_store._pit_points(plan, view) ~ ' as q\n        inner join ' ~ view['relation']
+            ~ ' as f\n            on ' ~ feature_store._pit_range_conditions(view, plan['as_of_created']) -%}
+    {%- endif -%}
     {%- set sql -%}
     select * from (
         select
-            {{ feature_store._pit_view_columns(view) }},
+            {{ feature_store._pit_view_columns(view, q=key_alias, t=t_expr) }},
             row_number() over (
-                partition by {% for key in view['keys'] %}q.{{ key }}, {% endfor %}q.__fs_t
+                partition by {% for key in view['keys'] %}{{ key_alias }}.{{ key }}, {% endfor %}{{ t_expr }}
                 order by {{ feature_store._pit_newest_first(view) }}
             ) as __fs_rn
-        from {{ feature_store._pit_points(plan, view) }} as q
-        inner join {{ view['relation'] }} as f
-            on {{ feature_store._pit_range_conditions(view, plan['as_of_created']) }}
+        from {{ rows }}
     ) as ranked
     where __fs_rn = 1
     {%- endset -%}
@@ -105,6 +126,10 @@
 {% macro duckdb__point_in_time_join(plan, implementation=none) %}
   {%- set view_sql = [] -%}
   {%- for view in plan['views'] -%}
+    {%- if plan['spine_time'] == 'constant' -%}
+      {%- do view_sql.append(feature_store._pit_duckdb_constant_time(plan, view)) -%}
+      {%- continue -%}
+    {%- endif -%}
     {%- set use_asof = implementation == 'asof'
           or (implementation is none and view['ttl_seconds'] is none) -%}
     {%- if plan['as_of_created'] and view['created'] -%}
@@ -158,4 +183,64 @@
       registered Arrow table or DataFrame regardless of the hint; that costs ~5% at 1M
       rows in bench/historical.py.) -#}
   {{ return(feature_store._pit_assemble(plan, view_sql, spine_hint='not materialized')) }}
+{% endmacro %}
+
+
+{#-
+  DuckDB, spine_time='constant': per key (and spine time) the newest row inside the
+  window, found by a grouped arg_max rather than row_number. Measured on a daily view of
+  100k users x 29 rows with a created timestamp, every user as of one time, 2 threads,
+  the query alone (best of 15, run interleaved):
+
+                                                  ttl 3d     no ttl
+    varying plan (range + QUALIFY / ASOF)        0.037 s    0.35 s (ASOF; range 0.31 s)
+    constant time, row_number() (the default__)  0.040 s    0.33 s
+    constant time, arg_max (this plan)           0.033 s    0.078 s
+    plain filter + QUALIFY over the view         0.026 s    0.26 s
+
+  With a ttl of days every plan reads a few rows per key; without one, numbering each
+  key's whole history costs 4x a grouped arg_max. Through snapshot() (full read):
+  0.55 -> 0.20 s without a ttl (1.8 -> 0.24 s read in 4 partitions), 0.15 s either
+  way with one.
+  DuckDB pitfalls (https://duckdb.org/docs/stable/sql/functions/aggregates):
+    - arg_max skips rows whose arg is NULL: the row is packed into a struct, which is
+      never NULL even when every feature in it is, so a NULL value stays NULL and the
+      features, event and created time all come from the one chosen row.
+    - the tie rule is the struct {e, created is not null, created}: structs compare
+      field by field (https://duckdb.org/docs/stable/sql/data_types/struct), so the
+      greatest e wins, then a known created time over a NULL one, then the greatest.
+      Without the flag a NULL created time compares above every value and would win
+      (the property tests catch that). Only rows equal in all three stay ambiguous, as
+      the rule leaves them.
+-#}
+{% macro _pit_duckdb_constant_time(plan, view) %}
+  {%- set picked = [] -%}
+  {%- for feature in view['features'] -%}
+    {%- do picked.append(feature ~ ' := f.' ~ feature) -%}
+  {%- endfor -%}
+  {%- do picked.append('__fs_e := f.' ~ view['ts']) -%}
+  {%- if view['created'] -%}
+    {%- do picked.append('__fs_c := f.' ~ view['created']) -%}
+    {%- set newest = 'struct_pack(e := f.' ~ view['ts'] ~ ', known := f.' ~ view['created']
+          ~ ' is not null, c := f.' ~ view['created'] ~ ')' -%}
+  {%- else -%}
+    {%- do picked.append('__fs_c := cast(null as timestamp)') -%}
+    {%- set newest = 'f.' ~ view['ts'] -%}
+  {%- endif -%}
+  {%- set sql -%}
+    select
+            {% for key in view['keys'] %}{{ key }}, {% endfor %}__fs_t,
+            {%- for feature in view['features'] %}
+            __fs_pick.{{ feature }} as {{ feature }},
+            {%- endfor %}
+            __fs_pick.__fs_e as __fs_e,
+            __fs_pick.__fs_c as __fs_c
+        from (
+            select {% for key in view['keys'] %}k.{{ key }}, {% endfor %}a.__fs_t,
+                arg_max(struct_pack({{ picked | join(', ') }}), {{ newest }}) as __fs_pick
+            from {{ feature_store._pit_constant_time_rows(plan, view) }}
+            group by {% for key in view['keys'] %}k.{{ key }}, {% endfor %}a.__fs_t
+        ) as picked
+  {%- endset -%}
+  {{ return(sql) }}
 {% endmacro %}

@@ -368,6 +368,83 @@ def test_duckdb_plan_choice(compiled):
     assert "asof join" not in compiled["created_asof"].split("-- vb")[0].lower()  # created rows need the range join
 
 
+
+# -- spine_time='constant': the latest-per-entity plan of the sync's snapshot ---------------
+
+# name -> the calls of CALLS' shapes with spine_time='constant', on DuckDB's plan and on
+# default__; each must give the rows of the same call without it (the varying plan).
+CONSTANT_CALLS = {
+    "auto": dict(features=MAIN, include_timestamps=True),
+    "ttl_map": dict(features=["va", "vb", "vc:c_val"], ttl_override={"va": "1h", "vb": "150m", "vc": "5h"},
+                    include_timestamps=True),
+    "ttl_lifted": dict(features=["va", "vd:d_flag"], ttl_override={"va": None}),
+    "created": dict(features=["va", "vc", "vb"], as_of_created=True, include_timestamps=True,
+                    full_feature_names=True),
+    "row_id": dict(features=["vd", "va:a_str", "va"], row_id="rid"),
+}
+CONSTANT_CALLS.update({f"{name}_default": dict(kwargs, implementation="default")
+                       for name, kwargs in list(CONSTANT_CALLS.items())})
+
+
+@pytest.fixture(scope="module")
+def compiled_constant(pit_project) -> dict[str, tuple[str, str]]:
+    """name -> (the constant-time plan, the varying plan of the same call)."""
+    return {name: (compile_inline(pit_project, call_text(dict(kwargs, spine_time="constant"))),
+                   compile_inline(pit_project, call_text(kwargs)))
+            for name, kwargs in CONSTANT_CALLS.items()}
+
+
+@st.composite
+def constant_spines(draw):
+    """A spine whose rows share one time (a few NULL times too): before, between, on and
+    after the feature rows, so rows in the future of t and at the ttl's edge occur."""
+    t = draw(spine_times)
+    return [dict(row, t=None if row["t"] is None else t) for row in draw(spines())]
+
+
+def check_constant_plans(compiled_constant, scratch, data):
+    views = reference_views(data["views"])
+    load(scratch, data["views"], data["spine"])
+    for name, kwargs in CONSTANT_CALLS.items():
+        constant_sql, varying_sql = compiled_constant[name]
+        order_by = kwargs.get("row_id", "spine_row_number")
+        columns, rows = run(scratch, constant_sql, order_by)
+        assert (columns, rows) == run(scratch, varying_sql, order_by), name
+        assert (columns, rows) == expected(kwargs, views, data["spine"]), name
+
+
+TIE_AT = lambda t: {"views": TIE["views"], "spine": [dict(r, t=t) for r in TIE["spine"]]}  # noqa: E731
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(TIE_AT(at(20)))  # vd's row exactly one ttl old; va's tie on e broken by created
+@example(TIE_AT(at(21)))  # under as_of_created va's newest row (created at 22) is not known yet
+@given(st.fixed_dictionaries({"views": st.fixed_dictionaries({v: feature_rows(v) for v in VIEWS}),
+                              "spine": constant_spines()}))
+def test_constant_time_plan_matches_the_varying_plan_and_the_reference(compiled_constant, scratch, data):
+    check_constant_plans(compiled_constant, scratch, data)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data)
+def test_constant_time_plan_is_right_on_a_spine_of_many_times(compiled_constant, scratch, data):
+    """spine_time='constant' only chooses the plan: a spine that breaks the promise gets
+    the rule's rows all the same (one pass over the window per distinct time)."""
+    check_constant_plans(compiled_constant, scratch, data)
+
+
+def test_constant_time_plan_shape(compiled_constant):
+    """No range join of the spine's points: a time-window filter, keys joined on equality;
+    a grouped arg_max on DuckDB, row_number() in a subquery (no QUALIFY) on default__."""
+    for name, (sql, _) in compiled_constant.items():
+        sql = sql.lower()
+        assert "asof" not in sql and "qualify" not in sql and "q.__fs_t" not in sql, name
+        if name.endswith("_default"):
+            assert "arg_max" not in sql and "where __fs_rn = 1" in sql, name
+        else:
+            assert "arg_max(" in sql and "row_number() over (partition" not in sql, name
+
+
 # -- the Python API: same rows, whatever the timestamps look like ---------------------------
 
 ZONES = ["UTC", "Asia/Kolkata", "America/Sao_Paulo", "Pacific/Chatham"]
@@ -458,6 +535,9 @@ def test_training_models_match_the_python_api(built_project, model, spine, times
     (dict(features=["va"], ttl_override={"vx": "1h"}), r"ttl_override names unknown feature view 'vx'"),
     (dict(features=["va"], implementation="fast"), r"implementation must be none"),
     (dict(features=[]), r"no features requested"),
+    (dict(features=["va"], spine_time="fixed"), r"spine_time must be 'varies' \(the default\) or 'constant'"),
+    (dict(features=["va"], spine_time="constant", implementation="asof"),
+     r"implementation='asof' is a plan for spines whose times vary"),
 ])
 def test_compile_errors(pit_project, kwargs, message):
     with pytest.raises(CompileFailed, match=message):

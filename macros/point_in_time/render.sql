@@ -44,20 +44,49 @@
 {% endmacro %}
 
 
-{#- Join conditions of a range join of spine alias `q` to view alias `f`: keys equal,
-    e <= t, e >= t - ttl (inclusive; when the view has a ttl), and with as_of_created
-    the row was created by t (rows without a created time count as known). -#}
-{% macro _pit_range_conditions(view, as_of_created) %}
-  {%- set conds = [feature_store._pit_key_match(view, 'f', 'q'), 'f.' ~ view['ts'] ~ ' <= q.__fs_t'] -%}
-  {%- set floor = feature_store._pit_ttl_floor(view, 'q.__fs_t') -%}
+{#- The time window of the rule for view alias `f` at time `t_expr`: e <= t, e >= t - ttl
+    (inclusive; when the view has a ttl), and with as_of_created the row was created by t
+    (rows without a created time count as known). Every plan filters with this. -#}
+{% macro _pit_time_conditions(view, as_of_created, t_expr, f='f') %}
+  {%- set conds = [f ~ '.' ~ view['ts'] ~ ' <= ' ~ t_expr] -%}
+  {%- set floor = feature_store._pit_ttl_floor(view, t_expr) -%}
   {%- if floor is not none -%}
-    {%- do conds.append('f.' ~ view['ts'] ~ ' >= ' ~ floor) -%}
+    {%- do conds.append(f ~ '.' ~ view['ts'] ~ ' >= ' ~ floor) -%}
   {%- endif -%}
   {%- if as_of_created and view['created'] -%}
-    {%- do conds.append('(f.' ~ view['created'] ~ ' is null or f.' ~ view['created'] ~ ' <= q.__fs_t)') -%}
+    {%- do conds.append('(' ~ f ~ '.' ~ view['created'] ~ ' is null or ' ~ f ~ '.' ~ view['created'] ~ ' <= '
+                        ~ t_expr ~ ')') -%}
   {%- endif -%}
   {{ return(conds | join('\n            and ')) }}
 {% endmacro %}
+
+
+{#- Join conditions of a range join of spine alias `q` to view alias `f`: keys equal and
+    the time window at q's time. -#}
+{% macro _pit_range_conditions(view, as_of_created) %}
+  {{ return(feature_store._pit_key_match(view, 'f', 'q') ~ '\n            and '
+            ~ feature_store._pit_time_conditions(view, as_of_created, 'q.__fs_t')) }}
+{% endmacro %}
+
+
+{#- FROM clause of the constant-time plans (spine_time='constant'): the view's rows inside
+    the window of each distinct spine time (alias `a`, column __fs_t), restricted to the
+    spine's keys (alias `k`) by an equality join, so NULL keys match nothing and a small
+    spine (an incremental sync) reads only its own entities. One distinct time makes this
+    a filter of the view by one time window plus a hash join on the keys, no range join;
+    several times stay correct, at the cost of one pass over the window per time. -#}
+{% macro _pit_constant_time_rows(plan, view) %}
+  {%- set keys_not_null = [] -%}
+  {%- for key in view['keys'] -%}
+    {%- do keys_not_null.append(key ~ ' is not null') -%}
+  {%- endfor -%}
+  (select distinct {{ plan['timestamp'] }} as __fs_t from __fs_input where {{ plan['timestamp'] }} is not null) as a
+        inner join {{ view['relation'] }} as f
+            on {{ feature_store._pit_time_conditions(view, plan['as_of_created'], 'a.__fs_t') }}
+        inner join (select distinct {{ view['keys'] | join(', ') }}
+            from __fs_input where {{ keys_not_null | join(' and ') }}) as k
+            on {{ feature_store._pit_key_match(view, 'f', 'k') }}
+{%- endmacro %}
 
 
 {#- Newest event time first; among equal ones the newest created time (NULL last). -#}
@@ -70,13 +99,14 @@
 {% endmacro %}
 
 
-{#- The select list of a per-view CTE over spine alias `q` and view alias `f`. -#}
-{% macro _pit_view_columns(view, q='q', f='f') %}
+{#- The select list of a per-view CTE over spine alias `q` (keys) and view alias `f`; the
+    time is `t`, by default q.__fs_t. -#}
+{% macro _pit_view_columns(view, q='q', f='f', t=none) %}
   {%- set cols = [] -%}
   {%- for key in view['keys'] -%}
     {%- do cols.append(q ~ '.' ~ key) -%}
   {%- endfor -%}
-  {%- do cols.append(q ~ '.__fs_t') -%}
+  {%- do cols.append((t or q ~ '.__fs_t') ~ ' as __fs_t') -%}
   {%- for feature in view['features'] -%}
     {%- do cols.append(f ~ '.' ~ feature) -%}
   {%- endfor -%}

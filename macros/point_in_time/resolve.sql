@@ -9,6 +9,7 @@
     row_id         the row-number column in the output; add_row_id when we add it
     views          [{name, relation, keys, ts, created, ttl_seconds, features, cte}]
     outputs        [{view (index into views), feature, name}] in request order
+    spine_time     'varies' or 'constant' (the plan to render; the rows are the same)
 -#}
 
 {% macro _pit_duration_seconds(value, what) %}
@@ -54,13 +55,19 @@
 
 
 {% macro _pit_resolve(spine, timestamp, features, full_feature_names, ttl_override, as_of_created, row_id,
-                      include_timestamps) %}
+                      include_timestamps, spine_time=none) %}
   {%- if features is string -%}
     {%- set features = [features] -%}
   {%- endif -%}
   {%- if not features -%}
     {{ exceptions.raise_compiler_error(
         "point_in_time_join: no features requested; pass features=['view:feature', ...] or a view name") }}
+  {%- endif -%}
+  {%- set spine_time = spine_time or 'varies' -%}
+  {%- if spine_time not in ['varies', 'constant'] -%}
+    {{ exceptions.raise_compiler_error(
+        "point_in_time_join: spine_time must be 'varies' (the default) or 'constant' (every spine row has "
+        ~ "the same time); got " ~ (spine_time | string)) }}
   {%- endif -%}
   {%- if not timestamp or timestamp is not string -%}
     {{ exceptions.raise_compiler_error(
@@ -238,5 +245,5 @@
   {{ return({
       'spine_sql': spine_sql, 'timestamp': timestamp, 'row_id': row_id, 'add_row_id': add_row_id,
       'views': views, 'outputs': outputs, 'as_of_created': as_of_created,
-      'include_timestamps': include_timestamps}) }}
+      'include_timestamps': include_timestamps, 'spine_time': spine_time}) }}
 {% endmacro %}

@@ -146,7 +146,7 @@ def snapshot(
     where = not_null + [f'"{view.timestamp}" <= TIMESTAMP \'{as_of_utc}\'']
     sql = compile_call(registry, macro_call(
         "point_in_time_join", spine=SPINE, timestamp=TS, features=[view.name], full_feature_names=False,
-        row_id=ROW, include_timestamps=True,
+        row_id=ROW, include_timestamps=True, spine_time="constant",
     ))
     cols = ", ".join([f'"{c}"' for c in (*view.join_keys, *view.feature_names)]
                      + [f'"{view.name}__event_timestamp" AS __event_ts',
