@@ -12,10 +12,25 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def redis_server(url: str | None) -> Iterator[tuple[str, int | None]]:
-    """Yield (url, server pid): ``url`` as given, or a fresh server on a free loopback port."""
+def redis_server(url: str | None, cluster: bool = False) -> Iterator[tuple[str, int | None]]:
+    """Yield (url, server pid): ``url`` as given, or a fresh server on a free loopback port
+    (``cluster``: a fresh local three-master cluster, the one the tests start; no pid)."""
     if url:
         yield url, None
+        return
+    if cluster:
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from cluster_support import LocalCluster
+
+        with tempfile.TemporaryDirectory() as workdir:
+            local = LocalCluster(Path(workdir)).start()
+            try:
+                yield local.url, None
+            finally:
+                local.stop()
         return
     exe = shutil.which("redis-server")
     if exe is None:
