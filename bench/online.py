@@ -119,10 +119,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of --calls calls each")
     parser.add_argument("--redis-url", default=None, help="an existing (empty, scratch) Redis; default: start one")
+    parser.add_argument("--cluster", action="store_true", help="read from a local three-master Redis Cluster")
     args = parser.parse_args()
 
     reg = registry()
-    with redis_server(args.redis_url) as (url, _):
+    with redis_server(args.redis_url, args.cluster) as (url, _):
         store = OnlineStore.for_registry(reg, url=url)
         load(reg, store, args.users)
         client = store.client
