@@ -68,6 +68,9 @@ FENCE_ERROR = "FSFENCE"
 # Replies of a cluster node whose slot is moving: send the call again, to the new owner.
 _SLOT_MOVING = (MovedError, AskError, TryAgainError, ClusterDownError)
 _CLUSTER_ATTEMPTS = 30
+# Up to this many fields the script spells HSET's arguments out (faster); Lua refuses one
+# call with many hundreds of arguments ("expression too complex"), so wider views loop.
+SPELLED_OUT_FIELDS = 100
 
 # KEYS   = the fence key (the sync's lock), then the hash keys, one per row.
 # ARGV   = mode ("w" write, "d" dry run: count only), has_mask ("1" when rows carry a
@@ -78,10 +81,15 @@ _CLUSTER_ATTEMPTS = 30
 # Returns {written, skipped_older, skipped_unchanged}.
 #
 # Speed notes: the field names are constants in the script text, and the common case
-# (no NULL in the row) calls HSET with its arguments spelled out, because building a
-# table and unpacking it costs about a third of the per-row time; PEXPIREAT, unlike
-# EXPIREAT, is not rewritten by Redis for propagation. Content is read (one HMGET of
-# every field) only when the versions tie.
+# (no NULL in the row, up to SPELLED_OUT_FIELDS fields) calls HSET with its arguments
+# spelled out, because building a table and unpacking it costs about a third of the
+# per-row time; PEXPIREAT, unlike EXPIREAT, is not rewritten by Redis for propagation.
+# Content is read (one HMGET of every field) only when the versions tie.
+#
+# A script (EVALSHA) rather than a Redis Function: Functions need Redis 7.0 and the
+# FUNCTION LOAD permission, which managed services often deny, and are a library to
+# deploy and version beside the data; redis-py's register_script loads a script on first
+# use and again after a restart or SCRIPT FLUSH, with nothing to deploy.
 _WRITE_LATEST = r"""
 local dry = ARGV[1] == 'd'
 local has_mask = ARGV[2] == '1'
@@ -138,12 +146,12 @@ for i = 2, #KEYS do
     written = written + 1
     if not dry then
       redis.call('DEL', key)                   -- the row replaces the whole hash
-      if mask == '' then
-        redis.call('HSET', key, '__definition', definition, @HSET_ARGS@)
+      if mask == '' and @SPELLED@ then
+        @SPELLED_HSET@
       else
         local set = {key, '__definition', definition}
         for j = 1, nf do
-          if string.byte(mask, j) ~= 49 then
+          if mask == '' or string.byte(mask, j) ~= 49 then
             set[#set + 1] = fields[j]
             set[#set + 1] = ARGV[v + j]
           end
@@ -176,9 +184,12 @@ def write_latest(fields: list[str]) -> str:
     """The write script for rows of these hash ``fields`` (``__event_ts`` first)."""
     if not fields or fields[0] != codec.EVENT_TS:
         raise ValueError(f"the first field must be {codec.EVENT_TS}, got {fields[:1]}")
+    spelled = len(fields) <= SPELLED_OUT_FIELDS
     args = ", ".join(f"{_lua_string(f)}, ARGV[v + {j}]" for j, f in enumerate(fields, 1))
     return (_WRITE_LATEST.replace("@FIELDS@", ", ".join(_lua_string(f) for f in fields))
-            .replace("@HSET_ARGS@", args).replace("@FENCE@", FENCE_ERROR))
+            .replace("@SPELLED@", "true" if spelled else "false")
+            .replace("@SPELLED_HSET@", f"redis.call('HSET', key, '__definition', definition, {args})" if spelled else "")
+            .replace("@FENCE@", FENCE_ERROR))
 
 
 def write_fields(view: FeatureView) -> list[str]:
