@@ -374,7 +374,7 @@ class Run:
     wall: float
     startup: float
     sync: float
-    views: dict[str, tuple[float, float]]  # view: (seconds, of which reading the warehouse)
+    views: dict[str, tuple[float, float, float]]  # view: (seconds, of which reading the warehouse, of which compiling)
     rows_read: int
     keys_written: int
     skipped: int  # rows Redis skipped: older than what it held, or unchanged
@@ -418,7 +418,8 @@ def fstore_sync(project: Path, url: str, cycle: int, kind: str, fix: int) -> Run
     if not 0.0 <= startup <= wall - sync_s + 0.05:
         startup = wall - sync_s  # no usable `now` (e.g. passed in): start-up and exit together
     # Per view: (seconds, of which the warehouse read: compile, fingerprints, query, spool).
-    views = {v["view"]: (float(v.get("seconds") or 0.0), float(v.get("read_seconds") or 0.0)) for v in data["views"]}
+    views = {v["view"]: (float(v.get("seconds") or 0.0), float(v.get("read_seconds") or 0.0),
+                         float(v.get("compile_seconds") or 0.0)) for v in data["views"]}
     skipped = int(total.get("skipped_older", 0)) + int(total.get("unchanged", 0))
     return Run(cycle, kind, fix, wall, startup, sync_s, views, int(total.get("rows_read", 0)),
                int(total.get("keys_written", 0)), skipped, compiles)
@@ -494,7 +495,8 @@ def resync(args) -> None:
             run = fstore_sync(project, url, cycle, kind, fix)
             run.checked, run.stale = read_back(registry, url, sample)
             runs.append(run)
-            views = ", ".join(f"{name} {s:.2f} (read {r:.2f}, write {s - r:.2f})" for name, (s, r) in run.views.items())
+            views = ", ".join(f"{name} {s:.2f} (compile {c:.2f}, query {r - c:.2f}, write {s - r:.2f})"
+                              for name, (s, r, c) in run.views.items())
             verdict = (f"read-back ok ({run.checked} keys)" if not run.stale else
                        f"READ-BACK STALE: {len(run.stale)} of {run.checked} keys differ from the warehouse")
             compiled = "" if run.compiles is None else f" ({run.compiles} dbt compiles)"

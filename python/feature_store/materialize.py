@@ -70,6 +70,7 @@ class ViewReport:
     expired_on_arrival: int = 0  # older than the ttl already: not written
     seconds: float = 0.0
     read_seconds: float = 0.0  # the warehouse's part: fingerprints, the point-in-time read, the spool
+    compile_seconds: float = 0.0  # of read_seconds: dbt compiling the query (0 when cached)
     mode: str = "incremental"  # "incremental", "full" or "backfill"
     reason: str = ""  # why the view was read in full
     read: str = ""  # which entities were read
@@ -363,6 +364,7 @@ class _Job:
         reader = self.source(self.registry, vr.view, batch_rows=self.batch_rows, wait=self.wait,
                              on_wait=self.on_wait, **window)
         vr.read_seconds += time.perf_counter() - began
+        vr.compile_seconds += getattr(reader, "compile_seconds", 0.0)
         return reader
 
     def _write(self, view: FeatureView, vr: ViewReport, reader, definition: str, fence, rows_before: int) -> None:

@@ -24,6 +24,7 @@ waiting as briefly as possible.
 from __future__ import annotations
 
 import shutil
+import time
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -89,8 +90,11 @@ class SnapshotReader:
 
     ``total_rows`` is the number of entities read; ``fingerprints`` the view's partition
     digests at the time of the read (None for a backfill read); ``plan`` says in words
-    what was read and why.
+    what was read and why; ``compile_seconds`` how long dbt took to compile the query
+    (0 when cached).
     """
+
+    compile_seconds = 0.0
 
     def __init__(self, folder: Path, files: list[Path], batch_rows: int, total_rows: int,
                  fingerprints: Fingerprints | None, plan: str):
@@ -144,10 +148,12 @@ def snapshot(
     keys = ", ".join(f'"{k}"' for k in view.join_keys)
     not_null = [f'"{k}" IS NOT NULL' for k in view.join_keys]
     where = not_null + [f'"{view.timestamp}" <= TIMESTAMP \'{as_of_utc}\'']
+    began = time.perf_counter()
     sql = compile_call(registry, macro_call(
         "point_in_time_join", spine=SPINE, timestamp=TS, features=[view.name], full_feature_names=False,
         row_id=ROW, include_timestamps=True, spine_time="constant",
     ))
+    compiled = time.perf_counter() - began
     cols = ", ".join([f'"{c}"' for c in (*view.join_keys, *view.feature_names)]
                      + [f'"{view.name}__event_timestamp" AS __event_ts',
                         f'"{view.name}__created_timestamp" AS __created_ts'])
@@ -203,7 +209,9 @@ def snapshot(
         raise
     finally:
         con.close()
-    return SnapshotReader(folder, files, batch_rows, total, fingerprints, plan)
+    reader = SnapshotReader(folder, files, batch_rows, total, fingerprints, plan)
+    reader.compile_seconds = compiled
+    return reader
 
 
 def _fingerprints(con, view: FeatureView, keys: str, not_null: list[str], parts: int) -> Fingerprints:
