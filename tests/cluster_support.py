@@ -114,12 +114,7 @@ class LocalCluster:
                 self._spawn(port)
             for port in self.ports:
                 wait_for(f"cluster node {port} to accept connections", lambda p=port: self._ping(p), timeout=10)
-            args = [_exe("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-yes"]
-            if self.password:
-                args[1:1] = ["-a", self.password, "--no-auth-warning"]
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
-            if proc.returncode != 0:
-                raise RuntimeError(f"redis-cli --cluster create failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            self._cluster_cli("create", *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-yes")
             self.wait_ok()
         except BaseException:
             self.stop()
@@ -188,15 +183,17 @@ class LocalCluster:
 
     def reshard(self, from_port: int, to_port: int, slots: int) -> None:
         """Move ``slots`` hash slots, with their keys, between two masters (``redis-cli --cluster reshard``)."""
-        args = [_exe("redis-cli"), "--cluster", "reshard", f"127.0.0.1:{from_port}",
-                "--cluster-from", self.node_id(from_port), "--cluster-to", self.node_id(to_port),
-                "--cluster-slots", str(slots), "--cluster-yes"]
-        if self.password:
-            args[1:1] = ["-a", self.password, "--no-auth-warning"]
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster reshard failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        self._cluster_cli("reshard", f"127.0.0.1:{from_port}", "--cluster-from", self.node_id(from_port),
+                          "--cluster-to", self.node_id(to_port), "--cluster-slots", str(slots), "--cluster-yes")
         self.wait_ok()
+
+    def _cluster_cli(self, command: str, *args: str) -> None:
+        """``redis-cli --cluster <command> ...``, with the password if the cluster has one."""
+        cli = [_exe("redis-cli"), *(["-a", self.password, "--no-auth-warning"] if self.password else []),
+               "--cluster", command, *args]
+        proc = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster {command} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
 
     def stop(self) -> None:
         """Stop every node this cluster started."""

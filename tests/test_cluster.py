@@ -20,9 +20,8 @@ from hypothesis import strategies as st
 from feature_store.errors import OnlineStoreError
 from feature_store.materialize import sync
 from feature_store.online import OnlineStore, get_online_features
-from feature_store.writer import write_rows
 from online_support import MemorySource, make_registry, make_tables, utc_now
-from test_online import ORDER_TYPES, rows
+from test_online import assert_never_regresses
 
 pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings("ignore:feature .* is deprecated:FutureWarning")]
 
@@ -83,25 +82,7 @@ def test_never_regress_on_a_cluster(cluster, batches):
     client = redis.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
     for name in REG.views:
         client.hset(store.sync_key(name), "as_of", "2026-01-01 00:00:00")
-    view = REG.view("user_order_features")
-    base = utc_now().replace(microsecond=0)
-
-    def row(uid, e, c):
-        return {"user_id": uid, "user_7d_orders": e * 10 + (c if c is not None else 9),
-                "__event_ts": base - timedelta(hours=e), "__created_ts": None if c is None else base + timedelta(seconds=c)}
-
-    def version(w):
-        return (-w[1], -1 if w[2] is None else w[2])
-
-    newest = {}
-    for batch in batches:
-        write_rows(store, view, rows("user_order_features", [row(*w) for w in batch], ORDER_TYPES))
-        for w in batch:
-            if w[0] not in newest or version(w) > version(newest[w[0]]):
-                newest[w[0]] = w
-    uids = sorted(newest)
-    got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": u} for u in uids])
-    assert got.to_dict()["user_7d_orders"] == [row(*newest[u])["user_7d_orders"] for u in uids]
+    assert_never_regresses(store, batches)
     store.close()
     client.close()
 
@@ -178,7 +159,15 @@ def test_reads_through_sentinel_survive_a_failover(redis_sentinel):
         except OnlineStoreError:
             assert time.monotonic() < deadline, "reads did not recover after the failover"
             time.sleep(0.2)
-    assert sync(REG, store, now=now + timedelta(seconds=1), source=source).ok  # writes go to the new master
+    # Writes go to the new master. A sync that straddles the switch (its client still on the
+    # demoted master for a moment) must fail as data loss, never report success; the next one lands.
+    deadline = time.monotonic() + 15
+    while not (after := sync(REG, store, now=now + timedelta(seconds=1), source=source)).ok:
+        for reason in after.failed.values():
+            assert "lock of" in reason or "failed over" in reason or "cannot reach" in reason or "READONLY" in reason, reason
+        assert time.monotonic() < deadline, after.failed
+        time.sleep(0.5)
+    assert_matches(store, source, now)
     store.close()
 
 

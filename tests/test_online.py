@@ -250,6 +250,32 @@ def test_a_newer_row_replaces_the_whole_hash(store):
 WRITE = st.tuples(st.integers(0, 3), st.integers(0, 4), st.one_of(st.none(), st.integers(0, 2)))
 
 
+def version(w: tuple) -> tuple:
+    """The order of (user, hours ago, created seconds or None) writes: a smaller e is a later event time."""
+    return (-w[1], -1 if w[2] is None else w[2])
+
+
+def assert_never_regresses(store: OnlineStore, batches: list[list[tuple]]) -> None:
+    """Write ``batches`` in order; every key must then read back its newest version."""
+    view = REG.view("user_order_features")
+    base = utc_now().replace(microsecond=0)
+
+    def row(uid, e, c):  # the value is a function of the version: equal versions are the same row
+        return {"user_id": uid, "user_7d_orders": e * 10 + (c if c is not None else 9),
+                "__event_ts": base - timedelta(hours=e), "__created_ts": None if c is None else base + timedelta(seconds=c)}
+
+    newest: dict[int, tuple] = {}
+    for batch in batches:
+        result = write_rows(store, view, rows("user_order_features", [row(*w) for w in batch], ORDER_TYPES))
+        assert result.written + result.skipped_older + result.unchanged == len(batch)
+        for w in batch:
+            if w[0] not in newest or version(w) > version(newest[w[0]]):
+                newest[w[0]] = w
+    uids = sorted(newest)
+    got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": u} for u in uids])
+    assert got.to_dict()["user_7d_orders"] == [row(*newest[u])["user_7d_orders"] for u in uids]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(st.lists(WRITE, min_size=1, max_size=6), min_size=1, max_size=6))
 def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, batches):
@@ -257,29 +283,7 @@ def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, batche
     redis.Redis.from_url(redis_url).flushall()
     store = OnlineStore.for_registry(REG, url=redis_url)
     mark_synced(store)
-    view = REG.view("user_order_features")
-    base = utc_now().replace(microsecond=0)
-
-    def row(uid, e, c):  # the value is a function of the version: equal versions are the same row
-        return {"user_id": uid, "user_7d_orders": e * 10 + (c if c is not None else 9), "__event_ts": base - timedelta(hours=e),
-                "__created_ts": None if c is None else base + timedelta(seconds=c)}
-
-    def version(w):
-        return (-w[1], -1 if w[2] is None else w[2])  # a smaller e is a later event time
-
-    total = 0
-    for batch in batches:
-        result = write_rows(store, view, rows("user_order_features", [row(*w) for w in batch], ORDER_TYPES))
-        assert result.written + result.skipped_older + result.unchanged == len(batch)
-        total += len(batch)
-    newest = {}
-    for batch in batches:
-        for w in batch:
-            if w[0] not in newest or version(w) > version(newest[w[0]]):
-                newest[w[0]] = w
-    uids = sorted(newest)
-    got = get_online_features(REG, store, ["user_order_features:user_7d_orders"], [{"user_id": u} for u in uids])
-    assert got.to_dict()["user_7d_orders"] == [row(*newest[u])["user_7d_orders"] for u in uids]
+    assert_never_regresses(store, batches)
     store.close()
 
 
@@ -300,9 +304,6 @@ def test_the_newest_version_wins_and_at_a_tie_the_last_content_written(redis_url
     def row(uid, e, c, value):  # value None: a NULL feature, which must replace a value too
         return {"user_id": uid, "user_7d_orders": value, "__event_ts": base - timedelta(hours=e),
                 "__created_ts": None if c is None else base + timedelta(seconds=c)}
-
-    def version(w):
-        return (-w[1], -1 if w[2] is None else w[2])
 
     final = {}
     for batch in batches:
