@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install redis demo test test-compat bench seeds clean
+.PHONY: install redis demo test lint test-compat bench seeds clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -28,8 +28,13 @@ redis:
 demo: install
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
+
+# The gate: lint and types on the package, clean, before any test runs.
+lint: install
+	$(BIN)/ruff check python
+	$(BIN)/mypy
 
 # The online store's tests again with the oldest redis-py that pyproject.toml allows, without
 # hiredis (the main venv has the newest, with hiredis). Only what those tests import is

@@ -12,16 +12,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 PROJECT_YML = """\
 name: feature_store
-version: "0.1.0"
+version: "0.2.0"
 config-version: 2
 profile: bench
 model-paths: ["models"]
 macro-paths: ["macros"]
 target-path: "target"
 vars:
-  feature_store:
-    entities:
-      user: {join_keys: [user_id]}
+  "feature_store:entities":
+    user: {join_keys: [user_id]}
 models:
   feature_store:
     +materialized: table

@@ -1,9 +1,9 @@
 {#-
   point_in_time_join: attach features to every row of a spine as they were at the
-  row's timestamp. The rule (DESIGN.md, "Semantics that must hold everywhere"): for
-  spine keys k and time t, take the view's row with keys k and the greatest event
-  time e such that e <= t and, when the view has a ttl L, e >= t - L (inclusive);
-  among rows with that e the greatest created time. No such row, or a NULL key: NULL.
+  row's timestamp. The rule (docs/point-in-time.md): for spine keys k and time t,
+  take the view's row with keys k and the greatest event time e such that e <= t
+  and, when the view has a ttl L, e >= t - L (inclusive); among rows with that e
+  the greatest created time. No such row, or a NULL key: NULL.
   One output row per spine row, spine columns first; the Python API and the online
   sync compile this same macro, so there is one implementation of the rule.
 
@@ -74,7 +74,7 @@
         select
             {{ feature_store._pit_view_columns(view, q=key_alias, t=t_expr) }},
             row_number() over (
-                partition by {% for key in view['keys'] %}{{ key_alias }}.{{ key }}, {% endfor %}{{ t_expr }}
+                partition by {{ feature_store._pit_cols(view['keys'], key_alias) }}, {{ t_expr }}
                 order by {{ feature_store._pit_newest_first(view) }}
             ) as __fs_rn
         from {{ rows }}
@@ -137,11 +137,11 @@
     {%- endif -%}
     {%- if use_asof -%}
       {%- if view['created'] -%}
-        {%- set view_order = "{'e': " ~ view['ts'] ~ ", 'c': coalesce(cast(" ~ view['created']
-              ~ " as timestamp), cast('-infinity' as timestamp))}" -%}
+        {%- set view_order = "{'e': " ~ adapter.quote(view['ts']) ~ ", 'c': coalesce(cast("
+              ~ adapter.quote(view['created']) ~ " as timestamp), cast('-infinity' as timestamp))}" -%}
         {%- set point_order = "{'e': q.__fs_t, 'c': cast('infinity' as timestamp)}" -%}
       {%- else -%}
-        {%- set view_order = view['ts'] -%}
+        {%- set view_order = adapter.quote(view['ts']) -%}
         {%- set point_order = "q.__fs_t" -%}
       {%- endif -%}
       {%- set floor = feature_store._pit_ttl_floor(view, 'q.__fs_t') -%}
@@ -152,12 +152,12 @@
         asof join (
             select *, {{ view_order }} as __fs_order
             from {{ view['relation'] }}
-            where {% for key in view['keys'] %}{{ key }} is not null and {% endfor %}{{ view['ts'] }} is not null
+            where {{ feature_store._pit_not_null(view['keys'] + [view['ts']]) }}
         ) as f
             on {{ feature_store._pit_key_match(view, 'f', 'q') }}
             and {{ point_order }} >= f.__fs_order
         {%- if floor is not none %}
-        where f.{{ view['ts'] }} >= {{ floor }}
+        where f.{{ adapter.quote(view['ts']) }} >= {{ floor }}
         {%- endif %}
       {%- endset -%}
     {%- else -%}
@@ -168,7 +168,7 @@
         inner join {{ view['relation'] }} as f
             on {{ feature_store._pit_range_conditions(view, plan['as_of_created']) }}
         qualify row_number() over (
-            partition by {% for key in view['keys'] %}q.{{ key }}, {% endfor %}q.__fs_t
+            partition by {{ feature_store._pit_cols(view['keys'], 'q') }}, q.__fs_t
             order by {{ feature_store._pit_newest_first(view) }}
         ) = 1
       {%- endset -%}
@@ -216,30 +216,31 @@
 {% macro _pit_duckdb_constant_time(plan, view) %}
   {%- set picked = [] -%}
   {%- for feature in view['features'] -%}
-    {%- do picked.append(feature ~ ' := f.' ~ feature) -%}
+    {%- do picked.append(adapter.quote(feature) ~ ' := f.' ~ adapter.quote(feature)) -%}
   {%- endfor -%}
-  {%- do picked.append('__fs_e := f.' ~ view['ts']) -%}
+  {%- set e = 'f.' ~ adapter.quote(view['ts']) -%}
+  {%- do picked.append('__fs_e := ' ~ e) -%}
   {%- if view['created'] -%}
-    {%- do picked.append('__fs_c := f.' ~ view['created']) -%}
-    {%- set newest = 'struct_pack(e := f.' ~ view['ts'] ~ ', known := f.' ~ view['created']
-          ~ ' is not null, c := f.' ~ view['created'] ~ ')' -%}
+    {%- set c = 'f.' ~ adapter.quote(view['created']) -%}
+    {%- do picked.append('__fs_c := ' ~ c) -%}
+    {%- set newest = 'struct_pack(e := ' ~ e ~ ', known := ' ~ c ~ ' is not null, c := ' ~ c ~ ')' -%}
   {%- else -%}
     {%- do picked.append('__fs_c := cast(null as timestamp)') -%}
-    {%- set newest = 'f.' ~ view['ts'] -%}
+    {%- set newest = e -%}
   {%- endif -%}
   {%- set sql -%}
     select
-            {% for key in view['keys'] %}{{ key }}, {% endfor %}__fs_t,
+            {{ feature_store._pit_cols(view['keys']) }}, __fs_t,
             {%- for feature in view['features'] %}
-            __fs_pick.{{ feature }} as {{ feature }},
+            __fs_pick.{{ adapter.quote(feature) }} as {{ adapter.quote(feature) }},
             {%- endfor %}
             __fs_pick.__fs_e as __fs_e,
             __fs_pick.__fs_c as __fs_c
         from (
-            select {% for key in view['keys'] %}k.{{ key }}, {% endfor %}a.__fs_t,
+            select {{ feature_store._pit_cols(view['keys'], 'k') }}, a.__fs_t,
                 arg_max(struct_pack({{ picked | join(', ') }}), {{ newest }}) as __fs_pick
             from {{ feature_store._pit_constant_time_rows(plan, view) }}
-            group by {% for key in view['keys'] %}k.{{ key }}, {% endfor %}a.__fs_t
+            group by {{ feature_store._pit_cols(view['keys'], 'k') }}, a.__fs_t
         ) as picked
   {%- endset -%}
   {{ return(sql) }}

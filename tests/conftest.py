@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BIN = Path(sys.executable).parent
 
 # What a copy of the dbt project needs; everything else (python/, tests/, .venv) stays behind.
-PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests/dbt")
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "demo_macros", "seeds", "tests/dbt")
 
 
 def copy_project(dest: Path) -> Path:

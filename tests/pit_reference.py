@@ -1,4 +1,4 @@
-"""A brute-force point-in-time join in plain Python: the rule of DESIGN.md, read literally.
+"""A brute-force point-in-time join in plain Python: docs/point-in-time.md, read literally.
 
 For a spine row with keys ``k`` and time ``t`` and a view with event time ``e``,
 created time ``c`` and ttl ``L``: among the view's rows with keys ``k`` (no NULLs),

@@ -16,6 +16,7 @@ class _Registry:
         self.project_dir = project
         self.manifest_path = project / "target" / "manifest.json"
         self.target = Target("dev", "duckdb", None)
+        self.profiles_dir = None
 
 
 def write_manifest(registry, *, macro_sql="select 1", model_sql="select 1", data_type="bigint") -> None:
@@ -58,3 +59,26 @@ def test_a_corrupt_manifest_is_a_manifest_error(tmp_path, monkeypatch):
     registry.manifest_path.write_text("{not json")
     with pytest.raises(ManifestError, match="not valid JSON"):
         compiler.compile_call(registry, "{{ x() }}")
+
+
+def test_the_dbt_package_version_must_match_the_python_package(tmp_path):
+    from feature_store import __version__
+    from feature_store.errors import CompileError
+
+    consumer = tmp_path / "acme"
+    installed = consumer / "dbt_packages" / "feature_store"
+    consumer.mkdir()
+    (consumer / "dbt_project.yml").write_text("name: acme\nversion: '1.0'\n")
+    with pytest.raises(CompileError, match="not installed in .*packages.yml.*dbt deps"):
+        compiler.check_package_version(consumer)
+    installed.mkdir(parents=True)
+    (installed / "dbt_project.yml").write_text("name: feature_store\nversion: '0.0.9'\n")
+    with pytest.raises(CompileError, match=rf"version 0.0.9 .* fstore Python package is {__version__}"):
+        compiler.check_package_version(consumer)
+    (installed / "dbt_project.yml").write_text(f"name: feature_store\nversion: '{__version__}'\n")
+    assert compiler.check_package_version(consumer) == __version__
+    custom = consumer / "libs" / "feature_store"  # packages-install-path is honoured
+    custom.mkdir(parents=True)
+    (custom / "dbt_project.yml").write_text(f"name: feature_store\nversion: '{__version__}'\n")
+    (consumer / "dbt_project.yml").write_text("name: acme\npackages-install-path: libs\n")
+    assert compiler.check_package_version(consumer) == __version__

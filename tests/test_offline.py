@@ -85,7 +85,7 @@ def test_duplicate_feature_names_need_full_feature_names():
     manifest = orjson.loads((fixture / "manifest.json").read_bytes())
     cols = manifest["nodes"]["model.feature_store.txn_features"]["columns"]
     cols["user_7d_orders"] = {**copy.deepcopy(cols["txn_amount"]), "name": "user_7d_orders"}
-    entities = yaml.safe_load((fixture / "dbt_project.yml").read_text())["vars"]["feature_store"]["entities"]
+    entities = yaml.safe_load((fixture / "dbt_project.yml").read_text())["vars"]["feature_store:entities"]
     registry = Registry.from_manifest(manifest, entities)
     df = pd.DataFrame({"user_id": [1], "txn_id": [1], "event_timestamp": [datetime(2026, 1, 1)]})
     with pytest.raises(EntityDataFrameError, match="would both be named 'user_7d_orders'.*full_feature_names=True"):

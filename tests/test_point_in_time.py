@@ -4,7 +4,11 @@ The property tests compile the macro once per call shape (dbt, in-process) for t
 small feature views of tests/fixtures/pit_project, then for every hypothesis example
 load random rows into those views' tables in a scratch DuckDB database and run the
 compiled SQL; the result must equal tests/pit_reference.py, a brute-force reading of
-DESIGN.md. dbt is never run per example.
+docs/point-in-time.md. dbt is never run per example.
+
+View ve's columns only work quoted (`order`, `userId`) and its text key's values differ
+only in leading zeros; the property tests cover it like every view, and the last part
+builds the fixture with dbt to run the macro in dbt models and through the Python API.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from conftest import REPO, run_dbt
 from feature_store.compiler import macro_call
 from feature_store.offline import get_historical_features
 from feature_store.registry import Registry
+from feature_store.snapshot import snapshot
 from pit_reference import Requested, View, point_in_time_join
 
 pytestmark = pytest.mark.dbt
@@ -41,6 +46,7 @@ VIEWS = {
     "vb": dict(keys=["user_id"], features=["b_int"], created=None, ttl=None),
     "vc": dict(keys=["bank", "acct"], features=["c_val", "shared"], created="c", ttl=None),
     "vd": dict(keys=["user_id"], features=["d_flag", "shared"], created=None, ttl=timedelta(hours=2)),
+    "ve": dict(keys=["bank"], features=["order", "userId"], created="c", ttl=None),
 }
 VIEW_COLUMNS = {name: [*v["keys"], "e", *(["c"] if v["created"] else []), *v["features"]] for name, v in VIEWS.items()}
 DDL = {
@@ -48,10 +54,11 @@ DDL = {
     "vb": "user_id bigint, e timestamp, b_int bigint",
     "vc": "bank varchar, acct bigint, e timestamp, c timestamp, c_val double, shared bigint",
     "vd": "user_id bigint, e timestamp, d_flag boolean, shared bigint",
+    "ve": 'bank varchar, e timestamp, c timestamp, "order" bigint, "userId" varchar',
 }
 SPINE_DDL = "user_id bigint, bank varchar, acct bigint, t timestamp, label varchar, rid bigint"
 
-MAIN = ["va", "vb", "vc:c_val", "vd:d_flag"]
+MAIN = ["va", "vb", "vc:c_val", "vd:d_flag", "ve"]
 # name -> macro keyword arguments. Every shape runs on DuckDB's own plan and on the
 # portable default__ (and the forced ASOF / range plans), all against one reference.
 CALLS = {
@@ -59,19 +66,20 @@ CALLS = {
     "default": dict(features=MAIN, include_timestamps=True, implementation="default"),
     "asof": dict(features=MAIN, include_timestamps=True, implementation="asof"),
     "range": dict(features=MAIN, include_timestamps=True, implementation="range"),
-    "full_names": dict(features=["vc", "vd", "va:a_int"], full_feature_names=True),
-    "full_names_default": dict(features=["vc", "vd", "va:a_int"], full_feature_names=True, implementation="default"),
+    "full_names": dict(features=["vc", "vd", "va:a_int", "ve"], full_feature_names=True),
+    "full_names_default": dict(features=["vc", "vd", "va:a_int", "ve"], full_feature_names=True,
+                               implementation="default"),
     "ttl_map": dict(features=["va", "vb", "vc:c_val"], ttl_override={"va": "1h", "vb": "150m", "vc": "5h"},
                     spine="select * from spine"),
     "ttl_map_default": dict(features=["va", "vb", "vc:c_val"], ttl_override={"va": "1h", "vb": "150m", "vc": "5h"},
                             spine=" (select * from spine) ", implementation="default"),
     "ttl_all": dict(features=["vd:d_flag", "va", "vb"], ttl_override="4h"),
     "ttl_lifted": dict(features=["va", "vd:d_flag"], ttl_override={"va": None}),
-    "created": dict(features=["va", "vc", "vb"], as_of_created=True, include_timestamps=True,
+    "created": dict(features=["va", "vc", "vb", "ve:userId"], as_of_created=True, include_timestamps=True,
                     full_feature_names=True),
-    "created_default": dict(features=["va", "vc", "vb"], as_of_created=True, include_timestamps=True,
+    "created_default": dict(features=["va", "vc", "vb", "ve:userId"], as_of_created=True, include_timestamps=True,
                             full_feature_names=True, implementation="default"),
-    "created_asof": dict(features=["va", "vc", "vb"], as_of_created=True, include_timestamps=True,
+    "created_asof": dict(features=["va", "vc", "vb", "ve:userId"], as_of_created=True, include_timestamps=True,
                          full_feature_names=True, implementation="asof"),
     "row_id": dict(features=["vd", "va:a_str", "va"], row_id="rid"),
     "row_id_default": dict(features=["vd", "va:a_str", "va"], row_id="rid", implementation="default"),
@@ -167,11 +175,13 @@ small_int = st.one_of(st.none(), st.integers(-3, 3))
 def feature_rows(view: str):
     v = VIEWS[view]
     key = {"user_id": st.sampled_from([1, 2, 3, None])}
-    key.update(bank=st.sampled_from(["x", "y", None]), acct=st.sampled_from([1, 2, None]))
+    # Text keys that differ only in leading zeros: read as numbers, they would all be 7.
+    key.update(bank=st.sampled_from(["007", "07", "7", None]), acct=st.sampled_from([1, 2, None]))
     values = {
         "a_int": small_int, "a_str": st.one_of(st.none(), st.sampled_from(["p", "q", "r"])),
         "b_int": small_int, "c_val": st.one_of(st.none(), st.floats(-10, 10, allow_nan=False)),
         "shared": small_int, "d_flag": st.one_of(st.none(), st.booleans()),
+        "order": small_int, "userId": st.one_of(st.none(), st.sampled_from(["Ab", "aB", "x"])),
     }
     row = st.fixed_dictionaries({
         **{k: key[k] for k in v["keys"]}, "e": event_times,
@@ -206,7 +216,7 @@ spine_times = st.tuples(
 def spines(draw, allow_null_time=True):
     rows = draw(st.lists(st.fixed_dictionaries({
         "user_id": st.sampled_from([1, 2, 3, 4, None]),  # 4: an entity without feature rows
-        "bank": st.sampled_from(["x", "y", "z", None]),
+        "bank": st.sampled_from(["007", "07", "7", "0007", None]),  # 0007: a key without feature rows
         "acct": st.sampled_from([1, 2, None]),
         "t": (st.one_of(spine_times, st.none()) if allow_null_time else spine_times),
         "label": st.sampled_from(["l0", "l1"]),
@@ -280,7 +290,7 @@ ARROW_TYPES = {"bigint": pa.int64(), "varchar": pa.string(), "timestamp": pa.tim
 def arrow_table(rows: list[dict], ddl: str) -> pa.Table:
     """``rows`` as an Arrow table typed like ``ddl`` ("name type, ..."): inserting it is
     ~50x faster than executemany, which is most of an example's cost otherwise."""
-    schema = pa.schema([(name, ARROW_TYPES[typ]) for name, typ in (c.split() for c in ddl.split(", "))])
+    schema = pa.schema([(name.strip('"'), ARROW_TYPES[typ]) for name, typ in (c.split() for c in ddl.split(", "))])
     return pa.Table.from_pylist([{c: r[c] for c in schema.names} for r in rows], schema=schema)
 
 
@@ -316,6 +326,9 @@ TIE = {  # ties on e broken by created (NULL loses), NULL values kept, both ttl 
         "vc": [{"bank": "x", "acct": 1, "e": at(20), "c": None, "c_val": 1.5, "shared": 1},
                {"bank": "x", "acct": 1, "e": at(20), "c": at(21), "c_val": None, "shared": 2}],
         "vd": [{"user_id": 1, "e": at(16), "d_flag": True, "shared": 3}],
+        "ve": [{"bank": "x", "e": at(20), "c": at(22), "order": None, "userId": "late"},
+               {"bank": "x", "e": at(20), "c": None, "order": 1, "userId": "unknown"},
+               {"bank": "y", "e": at(2), "c": at(2), "order": 0, "userId": "old"}],
     },
     "spine": [
         {"user_id": 1, "bank": "x", "acct": 1, "t": at(20), "label": "l0", "rid": 3},
@@ -359,7 +372,7 @@ def test_the_tie_example_reads_as_intended(compiled, scratch):
 def test_duckdb_plan_choice(compiled):
     """DuckDB: range join where a ttl bounds it, ASOF where none does; default__ stays portable."""
     auto = compiled["auto"].lower()
-    assert auto.count("asof join") == 2  # vb and vc have no ttl
+    assert auto.count("asof join") == 3  # vb, vc and ve have no ttl
     assert auto.count("qualify") == 2  # va and vd have one
     for name in ("default", "full_names_default", "ttl_map_default", "created_default"):
         sql = compiled[name].lower()
@@ -529,7 +542,8 @@ def test_training_models_match_the_python_api(built_project, model, spine, times
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(features=["va:nope"]), r"feature view va has no feature 'nope'; its features: a_int, a_str"),
-    (dict(features=["spine_without_account"]), r"unknown feature view 'spine_without_account'; feature views: va, vb, vc, vd"),
+    (dict(features=["spine_without_account"]),
+     r"unknown feature view 'spine_without_account'; feature views: va, vb, vc, vd, ve"),
     (dict(features=["vc", "vd"]), r"features vc:shared and vd:shared would both be named 'shared'; pass full_feature_names=true"),
     (dict(features=["va"], ttl_override="2 days"), r"ttl_override 2 days is not a duration; write it as <int><unit>"),
     (dict(features=["va"], ttl_override={"vx": "1h"}), r"ttl_override names unknown feature view 'vx'"),
@@ -557,3 +571,80 @@ def test_missing_join_key_names_column_and_view(pit_project):
     assert proc.returncode != 0
     assert re.search(r"join key 'bank' is missing from the spine \S*spine_without_account\S*; "
                      r"feature view vc needs it", proc.stdout), proc.stdout[-2000:]
+
+
+# -- columns that need quoting, in dbt models and through the Python API --------------------
+
+# models/spines/quoted_spine.sql in order, as (bank, label, order, userId) against the rows
+# of models/views/ve.sql, and the matched row's (event, created) time.
+QUOTED_ROWS = [
+    ("007", "r0", 2, "u007b"),  # two rows at 12:00: created 12:30 beats 12:10
+    ("007", "r1", 1, "u007a"),  # 1 s before 12:00: the 10:00 row
+    ("7", "r2", 70, "u7"),
+    ("07", "r3", None, "U07"),  # a NULL value stays NULL
+    ("0007", "r4", None, None),  # 7 with more zeros: another key, without rows
+    (None, "r5", None, None),
+    ("007", "r6", None, None),  # before ve's first row
+]
+QUOTED_TIMES = [(datetime(2026, 1, 1, 12), datetime(2026, 1, 1, 12, 30)),
+                (datetime(2026, 1, 1, 10), datetime(2026, 1, 1, 10)),
+                (datetime(2026, 1, 1, 9), None), (datetime(2026, 1, 1, 11), None),
+                (None, None), (None, None), (None, None)]
+
+
+@pytest.fixture(scope="module")
+def built_pit_project(tmp_path_factory) -> Path:
+    """The fixture project built with `dbt build` (a subprocess: see pit_project): ve's rows,
+    quoted_spine, the models of models/training/, and ve's generic tests."""
+    project = tmp_path_factory.mktemp("pit_built") / "pit_project"
+    shutil.copytree(FIXTURE, project)
+    shutil.copytree(REPO / "macros", project / "macros")
+    run_dbt(project, "build")
+    return project
+
+
+def read_model(project: Path, model: str) -> pa.Table:
+    con = duckdb.connect(str(project / "pit.duckdb"), read_only=True)
+    try:
+        return con.sql(f"SELECT * FROM {model} ORDER BY spine_row_number").to_arrow_table()
+    finally:
+        con.close()
+
+
+def rows_of(table: pa.Table, columns: list[str]) -> list[tuple]:
+    return list(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
+
+
+def test_quoted_columns_in_dbt_models(built_pit_project):
+    """`order`, `userId` and a spine time column `when` work on every plan, names as declared."""
+    plain = read_model(built_pit_project, "quoted_training")
+    assert plain.column_names == ["bank", "when", "label", "spine_row_number", "order", "userId"]
+    assert rows_of(plain, ["bank", "label", "order", "userId"]) == QUOTED_ROWS
+    assert read_model(built_pit_project, "quoted_training_constant").equals(plain)
+    full = read_model(built_pit_project, "quoted_training_full")  # default__, full names, timestamps
+    assert full.column_names == ["bank", "when", "label", "spine_row_number", "ve__userId", "ve__order",
+                                 "ve__event_timestamp", "ve__created_timestamp"]
+    assert rows_of(full, ["bank", "label", "ve__order", "ve__userId"]) == QUOTED_ROWS
+    assert rows_of(full, ["ve__event_timestamp", "ve__created_timestamp"]) == QUOTED_TIMES
+
+
+def test_quoted_columns_through_the_python_api(built_pit_project):
+    registry = Registry.load(built_pit_project)
+    plain = read_model(built_pit_project, "quoted_training")
+    spine = plain.select(["bank", "when", "label"])
+    out = get_historical_features(registry, spine, ["ve"], timestamp_column="when").to_arrow()
+    assert out.equals(plain.drop_columns(["spine_row_number"]))
+    # A warehouse spine: the spine model's table.
+    out = get_historical_features(registry, "quoted_spine", ["ve:userId", "ve:order"], timestamp_column="when",
+                                  full_feature_names=True).to_arrow()
+    assert out.column_names == ["bank", "when", "label", "ve__userId", "ve__order"]
+    assert rows_of(out, ["bank", "label", "ve__order", "ve__userId"]) == QUOTED_ROWS
+    # The online sync's read: the latest row per key as of 12:00.
+    reader = snapshot(registry, "ve", datetime(2026, 1, 1, 12))
+    try:
+        latest = reader.read_all()
+    finally:
+        reader.close()
+    assert latest.column_names == ["bank", "order", "userId", "__event_ts", "__created_ts"]
+    assert sorted(rows_of(latest, ["bank", "order", "userId"])) == [
+        ("007", 2, "u007b"), ("07", None, "U07"), ("7", 70, "u7")]

@@ -42,7 +42,7 @@ def manifest() -> dict:
 @pytest.fixture(scope="module")
 def entity_vars() -> dict:
     project = yaml.safe_load((FIXTURE / "dbt_project.yml").read_text())
-    return project["vars"]["feature_store"]["entities"]
+    return project["vars"]["feature_store:entities"]
 
 
 def build(manifest, entity_vars, edit=None) -> Registry:
@@ -409,3 +409,35 @@ def test_public_api_is_complete():
     assert public <= set(feature_store.__all__)
     for name in feature_store.__all__:
         assert hasattr(feature_store, name)
+
+
+def test_views_are_the_root_projects_plus_the_packages_named(manifest, entity_vars):
+    m = copy.deepcopy(manifest)
+    shared = copy.deepcopy(node(m, "txn_features"))
+    shared.update(package_name="shared_features", name="shared_txn_features",
+                  unique_id="model.shared_features.shared_txn_features")
+    m["nodes"][shared["unique_id"]] = shared
+    twin = copy.deepcopy(node(m, "user_txn_features"))
+    twin.update(package_name="other_examples", unique_id="model.other_examples.user_txn_features")
+    m["nodes"][twin["unique_id"]] = twin
+    for n in m["nodes"].values():
+        n.setdefault("package_name", "feature_store")
+
+    root = Registry.from_manifest(copy.deepcopy(m), entity_vars, project_name="feature_store", packages=())
+    assert "shared_txn_features" not in root.views and not root.errors()
+    assert root.views["user_txn_features"].unique_id == "model.feature_store.user_txn_features"
+    with_shared = Registry.from_manifest(copy.deepcopy(m), entity_vars, project_name="feature_store",
+                                         packages=["shared_features"])
+    assert "shared_txn_features" in with_shared.views and not with_shared.errors()
+    clash = Registry.from_manifest(copy.deepcopy(m), entity_vars, project_name="feature_store",
+                                   packages=["other_examples"])
+    assert any("two feature views are named 'user_txn_features'" in p.message for p in clash.errors())
+
+
+def test_entities_in_the_old_scoped_var_are_a_clear_error(tmp_path):
+    from feature_store.errors import ManifestError
+
+    (tmp_path / "dbt_project.yml").write_text(
+        "name: acme\nprofile: acme\nvars:\n  feature_store:\n    entities:\n      user: {join_keys: [user_id]}\n")
+    with pytest.raises(ManifestError, match=r'move the block to the global var "feature_store:entities"'):
+        Registry.load(tmp_path)

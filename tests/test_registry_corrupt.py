@@ -27,7 +27,7 @@ from feature_store.registry import Entity, Feature, FeatureView, Registry
 FIXTURE = Path(__file__).parent / "fixtures" / "registry"
 MANIFEST = orjson.loads((FIXTURE / "manifest.json").read_bytes())
 PROJECT = yaml.safe_load((FIXTURE / "dbt_project.yml").read_text())
-ENTITY_VARS = PROJECT["vars"]["feature_store"]["entities"]
+ENTITY_VARS = PROJECT["vars"]["feature_store:entities"]
 
 
 def json_paths(value, prefix=()):
@@ -158,7 +158,7 @@ def no_read_pause(monkeypatch):
 def test_loading_a_corrupt_file_strictly_raises_manifest_or_definition_error(project_dir, no_read_pause,
                                                                              manifest_changes, entity_changes):
     project = copy.deepcopy(PROJECT)
-    project["vars"]["feature_store"]["entities"] = mutate(ENTITY_VARS, entity_changes)
+    project["vars"]["feature_store:entities"] = mutate(ENTITY_VARS, entity_changes)
     # json, not orjson: it writes huge ints and NaN, as a hand-edited or foreign file might hold.
     write_project(project_dir, json.dumps(mutate(MANIFEST, manifest_changes)).encode(), project)
     try:
@@ -253,13 +253,13 @@ def test_a_corrupt_dbt_project_yml_is_a_manifest_error_naming_file_and_key(proje
 
 
 @pytest.mark.parametrize("entities,where", [
-    ({"user": ["user_id"], "transaction": {"join_keys": ["txn_id"]}}, "vars.feature_store.entities.user"),
+    ({"user": ["user_id"], "transaction": {"join_keys": ["txn_id"]}}, 'vars."feature_store:entities".user'),
     ({"user": {"join_keys": 5}, "transaction": {"join_keys": ["txn_id"]}},
-     "vars.feature_store.entities.user.join_keys"),
+     'vars."feature_store:entities".user.join_keys'),
     ({"user": {"join_keys": [["user_id"]]}, "transaction": {"join_keys": ["txn_id"]}},
-     "vars.feature_store.entities.user.join_keys"),
+     'vars."feature_store:entities".user.join_keys'),
     ({1: {"join_keys": ["x"]}, "user": {"join_keys": ["user_id"]}, "transaction": {"join_keys": ["txn_id"]}},
-     "vars.feature_store.entities.1"),
+     'vars."feature_store:entities".1'),
 ])
 def test_a_bad_entity_is_a_problem_naming_the_key(entities, where):
     reg = Registry.from_manifest(copy.deepcopy(MANIFEST), entities, project_name="feature_store")

@@ -23,13 +23,33 @@
 
   The CTE is called __fs_input so that it never shadows the relation it reads (the
   Python API registers its spine as __fs_spine).
+
+  Every column the join reads or names (join keys, times, features, spine columns, output
+  names) goes through adapter.quote, so a column called `order` or `userId` works, and an
+  output column is named exactly as declared. Only the join's own names (__fs_*) are bare.
 -#}
+
+{#- The columns `names`, each quoted and prefixed by `alias.` when given, joined by `sep`. -#}
+{% macro _pit_cols(names, alias=none, sep=', ') %}
+  {%- set cols = [] -%}
+  {%- for name in names -%}
+    {%- do cols.append((alias ~ '.' if alias else '') ~ adapter.quote(name)) -%}
+  {%- endfor -%}
+  {{ return(cols | join(sep)) }}
+{% endmacro %}
+
+
+{#- "<col> is not null and ..." for the columns `names` (quoted). -#}
+{% macro _pit_not_null(names) %}
+  {{ return(feature_store._pit_cols(names, sep=' is not null and ') ~ ' is not null') }}
+{% endmacro %}
+
 
 {#- "<alias>.<col> = <alias>.<col> and ..." for the view's join keys. -#}
 {% macro _pit_key_match(view, left, right) %}
   {%- set parts = [] -%}
   {%- for key in view['keys'] -%}
-    {%- do parts.append(left ~ '.' ~ key ~ ' = ' ~ right ~ '.' ~ key) -%}
+    {%- do parts.append(left ~ '.' ~ adapter.quote(key) ~ ' = ' ~ right ~ '.' ~ adapter.quote(key)) -%}
   {%- endfor -%}
   {{ return(parts | join(' and ')) }}
 {% endmacro %}
@@ -48,14 +68,15 @@
     (inclusive; when the view has a ttl), and with as_of_created the row was created by t
     (rows without a created time count as known). Every plan filters with this. -#}
 {% macro _pit_time_conditions(view, as_of_created, t_expr, f='f') %}
-  {%- set conds = [f ~ '.' ~ view['ts'] ~ ' <= ' ~ t_expr] -%}
+  {%- set ts = f ~ '.' ~ adapter.quote(view['ts']) -%}
+  {%- set conds = [ts ~ ' <= ' ~ t_expr] -%}
   {%- set floor = feature_store._pit_ttl_floor(view, t_expr) -%}
   {%- if floor is not none -%}
-    {%- do conds.append(f ~ '.' ~ view['ts'] ~ ' >= ' ~ floor) -%}
+    {%- do conds.append(ts ~ ' >= ' ~ floor) -%}
   {%- endif -%}
   {%- if as_of_created and view['created'] -%}
-    {%- do conds.append('(' ~ f ~ '.' ~ view['created'] ~ ' is null or ' ~ f ~ '.' ~ view['created'] ~ ' <= '
-                        ~ t_expr ~ ')') -%}
+    {%- set created = f ~ '.' ~ adapter.quote(view['created']) -%}
+    {%- do conds.append('(' ~ created ~ ' is null or ' ~ created ~ ' <= ' ~ t_expr ~ ')') -%}
   {%- endif -%}
   {{ return(conds | join('\n            and ')) }}
 {% endmacro %}
@@ -76,24 +97,21 @@
     a filter of the view by one time window plus a hash join on the keys, no range join;
     several times stay correct, at the cost of one pass over the window per time. -#}
 {% macro _pit_constant_time_rows(plan, view) %}
-  {%- set keys_not_null = [] -%}
-  {%- for key in view['keys'] -%}
-    {%- do keys_not_null.append(key ~ ' is not null') -%}
-  {%- endfor -%}
-  (select distinct {{ plan['timestamp'] }} as __fs_t from __fs_input where {{ plan['timestamp'] }} is not null) as a
+  {%- set t = adapter.quote(plan['timestamp']) -%}
+  (select distinct {{ t }} as __fs_t from __fs_input where {{ t }} is not null) as a
         inner join {{ view['relation'] }} as f
             on {{ feature_store._pit_time_conditions(view, plan['as_of_created'], 'a.__fs_t') }}
-        inner join (select distinct {{ view['keys'] | join(', ') }}
-            from __fs_input where {{ keys_not_null | join(' and ') }}) as k
+        inner join (select distinct {{ feature_store._pit_cols(view['keys']) }}
+            from __fs_input where {{ feature_store._pit_not_null(view['keys']) }}) as k
             on {{ feature_store._pit_key_match(view, 'f', 'k') }}
 {%- endmacro %}
 
 
 {#- Newest event time first; among equal ones the newest created time (NULL last). -#}
 {% macro _pit_newest_first(view) %}
-  {%- set order = 'f.' ~ view['ts'] ~ ' desc' -%}
+  {%- set order = 'f.' ~ adapter.quote(view['ts']) ~ ' desc' -%}
   {%- if view['created'] -%}
-    {%- set order = order ~ ', f.' ~ view['created'] ~ ' desc nulls last' -%}
+    {%- set order = order ~ ', f.' ~ adapter.quote(view['created']) ~ ' desc nulls last' -%}
   {%- endif -%}
   {{ return(order) }}
 {% endmacro %}
@@ -102,17 +120,14 @@
 {#- The select list of a per-view CTE over spine alias `q` (keys) and view alias `f`; the
     time is `t`, by default q.__fs_t. -#}
 {% macro _pit_view_columns(view, q='q', f='f', t=none) %}
-  {%- set cols = [] -%}
-  {%- for key in view['keys'] -%}
-    {%- do cols.append(q ~ '.' ~ key) -%}
-  {%- endfor -%}
+  {%- set cols = [feature_store._pit_cols(view['keys'], q, ',\n            ')] -%}
   {%- do cols.append((t or q ~ '.__fs_t') ~ ' as __fs_t') -%}
   {%- for feature in view['features'] -%}
-    {%- do cols.append(f ~ '.' ~ feature) -%}
+    {%- do cols.append(f ~ '.' ~ adapter.quote(feature)) -%}
   {%- endfor -%}
-  {%- do cols.append(f ~ '.' ~ view['ts'] ~ ' as __fs_e') -%}
+  {%- do cols.append(f ~ '.' ~ adapter.quote(view['ts']) ~ ' as __fs_e') -%}
   {%- if view['created'] -%}
-    {%- do cols.append(f ~ '.' ~ view['created'] ~ ' as __fs_c') -%}
+    {%- do cols.append(f ~ '.' ~ adapter.quote(view['created']) ~ ' as __fs_c') -%}
   {%- else -%}
     {%- do cols.append('cast(null as ' ~ dbt.type_timestamp() ~ ') as __fs_c') -%}
   {%- endif -%}
@@ -122,14 +137,9 @@
 
 {#- The spine's query points: (keys, t) of every spine row, renamed t -> __fs_t. -#}
 {% macro _pit_points(plan, view, distinct=false) %}
-  {%- set cols = view['keys'] | list -%}
-  {%- set not_null = [] -%}
-  {%- for key in view['keys'] -%}
-    {%- do not_null.append(key ~ ' is not null') -%}
-  {%- endfor -%}
-  {%- do not_null.append(plan['timestamp'] ~ ' is not null') -%}
-  (select {{ 'distinct ' if distinct }}{{ cols | join(', ') }}, {{ plan['timestamp'] }} as __fs_t
-            from __fs_input where {{ not_null | join(' and ') }})
+  {%- set t = adapter.quote(plan['timestamp']) -%}
+  (select {{ 'distinct ' if distinct }}{{ feature_store._pit_cols(view['keys']) }}, {{ t }} as __fs_t
+            from __fs_input where {{ feature_store._pit_not_null(view['keys'] + [plan['timestamp']]) }})
 {%- endmacro %}
 
 
@@ -137,7 +147,7 @@
     spine_hint goes between `as` and the spine CTE's body (e.g. `not materialized`). -#}
 {% macro _pit_assemble(plan, view_sql, spine_hint='') %}
 with __fs_input as {{ spine_hint ~ ' ' if spine_hint }}(
-    select *{% if plan['add_row_id'] %}, row_number() over () as {{ plan['row_id'] }}{% endif %}
+    select *{% if plan['add_row_id'] %}, row_number() over () as {{ adapter.quote(plan['row_id']) }}{% endif %}
     from {{ plan['spine_sql'] }} as __fs_s
 )
 {%- for view in plan['views'] %},
@@ -149,18 +159,18 @@ with __fs_input as {{ spine_hint ~ ' ' if spine_hint }}(
 select
     __fs_input.*
 {%- for out in plan['outputs'] %},
-    {{ plan['views'][out['view']]['cte'] }}.{{ out['feature'] }} as {{ out['name'] }}
+    {{ plan['views'][out['view']]['cte'] }}.{{ adapter.quote(out['feature']) }} as {{ adapter.quote(out['name']) }}
 {%- endfor %}
 {%- if plan['include_timestamps'] %}
 {%- for view in plan['views'] %},
-    {{ view['cte'] }}.__fs_e as {{ view['name'] }}__event_timestamp,
-    {{ view['cte'] }}.__fs_c as {{ view['name'] }}__created_timestamp
+    {{ view['cte'] }}.__fs_e as {{ adapter.quote(view['name'] ~ '__event_timestamp') }},
+    {{ view['cte'] }}.__fs_c as {{ adapter.quote(view['name'] ~ '__created_timestamp') }}
 {%- endfor %}
 {%- endif %}
 from __fs_input
 {%- for view in plan['views'] %}
 left join {{ view['cte'] }}
     on {{ feature_store._pit_key_match(view, view['cte'], '__fs_input') }}
-    and {{ view['cte'] }}.__fs_t = __fs_input.{{ plan['timestamp'] }}
+    and {{ view['cte'] }}.__fs_t = __fs_input.{{ adapter.quote(plan['timestamp']) }}
 {%- endfor %}
 {% endmacro %}

@@ -1,4 +1,8 @@
-{# NULLs pass: whether a column may be NULL is not_null's job, not this test's. #}
+{# NULLs pass: whether a column may be NULL is not_null's job, not this test's.
+   column_name is used as dbt hands it over, like dbt's own not_null and unique: dbt
+   quotes it when the column sets `quote: true` (a name like `order` or `userId` needs
+   that), and quoting it again here would break exactly those columns
+   (https://docs.getdbt.com/reference/resource-properties/quote). #}
 {% test accepted_range(model, column_name, min_value=none, max_value=none, inclusive=true) %}
   {{ return(adapter.dispatch('test_accepted_range', 'feature_store')(
       model, column_name, min_value, max_value, inclusive)) }}

@@ -99,6 +99,7 @@ def main(ctx: click.Context, redis_timeout: float | None, redis_retries: int | N
           --features user_order_features --out training.parquet
       fstore sync                      push the latest values to Redis
       fstore status                    what each view's last sync did
+      fstore init                      add feature_store to your own dbt project
       fstore get user_order_features --entity user_id=42
     """
     settings: dict[str, Any] = {}
@@ -291,6 +292,35 @@ def redis_option(fn):
     return click.option("--redis-url", default=None, envvar="FEATURE_STORE_REDIS_URL",
                         help="Redis URL (redis:// or rediss://, password allowed); "
                              "default $FEATURE_STORE_REDIS_URL, else redis://localhost:6379/0.")(fn)
+
+
+@main.command()
+@click.option("--project-dir", default=".", envvar="DBT_PROJECT_DIR", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Your dbt project directory.")
+@click.option("--entity", default="customer", show_default=True, help="The first entity to declare.")
+@click.option("--join-key", default="customer_id", show_default=True, help="Its join key column.")
+@click.option("--package", default=None,
+              help="The packages.yml entry, e.g. 'git: https://…/feature_store.git' (default: this checkout, local).")
+def init(project_dir, entity, join_key, package):
+    """Add feature_store to an existing dbt project: the package, an entity, a starter view.
+
+    Adds the package to packages.yml, the global var "feature_store:entities" to
+    dbt_project.yml and a starter feature view under models/features/. Running it again
+    changes nothing, and it never overwrites a file that exists.
+
+    \b
+    Example:
+      cd my_dbt_project && fstore init --entity customer --join-key customer_id
+    """
+    from feature_store.scaffold import init_project
+
+    report = init_project(project_dir, entity=entity, join_key=join_key, package=package)
+    for line in report.changed:
+        out.print(f"[green]added[/green]  {line}", markup=True)
+    for line in report.kept:
+        out.print(f"[dim]kept[/dim]   {line}", markup=True)
+    out.print("\nNext: dbt deps && dbt build, then fstore validate, fstore sync, "
+              f"fstore get {entity}_features --entity {join_key}=00001")
 
 
 # -- offline -------------------------------------------------------------------------------------

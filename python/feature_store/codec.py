@@ -140,7 +140,9 @@ def _key_text(kind: str | None, value: Any, key: str) -> str:
             value = Decimal(value)
         elif isinstance(value, bool) or not isinstance(value, (Decimal, numbers.Integral)):
             raise ValueError(_key_problem(key, value, kind, "a Decimal, an int or decimal text such as '27.40'"))
-    return escape(encode_value(kind, value))
+    text = encode_value(kind, value)
+    assert text is not None  # value is not None here: NULL keys are refused above
+    return escape(text)
 
 
 def _key_problem(key: str, value: Any, kind: str, expected: str) -> str:

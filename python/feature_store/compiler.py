@@ -23,7 +23,7 @@ import orjson
 from feature_store.errors import CompileError, ManifestError
 from feature_store.registry import format_duration, read_manifest
 
-__all__ = ["compile_call", "macro_call", "parse_project"]
+__all__ = ["check_package_version", "compile_call", "macro_call", "parse_project"]
 
 _memo: dict[str, str] = {}
 
@@ -121,17 +121,54 @@ def _inputs_digest(registry) -> bytes:
     return digest
 
 
+def check_package_version(project_dir: Path) -> str:
+    """The feature_store dbt package's version; :class:`CompileError` unless it matches this Python package.
+
+    The macros and the Python side change together (a macro argument the Python side
+    passes, say), so their major.minor versions must match. The package is the root
+    project itself (this repository's example) or an install under ``dbt_packages``.
+    """
+    from feature_store import __version__
+
+    root = _project_yaml(project_dir / "dbt_project.yml")
+    if root.get("name") == "feature_store":
+        found, where = root.get("version"), project_dir / "dbt_project.yml"
+    else:
+        where = project_dir / str(root.get("packages-install-path") or "dbt_packages") / "feature_store" / "dbt_project.yml"
+        if not where.is_file():
+            raise CompileError(
+                f"the feature_store dbt package is not installed in {project_dir}: add it to packages.yml and run "
+                "`dbt deps` (`fstore init` adds it)")
+        found = _project_yaml(where).get("version")
+    if str(found).split(".")[:2] != __version__.split(".")[:2]:
+        raise CompileError(
+            f"the feature_store dbt package is version {found} ({where}) but the fstore Python package is "
+            f"{__version__}; their macros and code must match: point packages.yml at the {__version__} release "
+            f"and run `dbt deps`, or install fstore {found}")
+    return str(found)
+
+
+def _project_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CompileError(f"cannot read {path}: {exc}") from None
+
+
 def _compile_with_dbt(registry, call: str) -> str:
     # A separate target path: our compiles must not rewrite the manifest the registry reads,
     # and --no-populate-cache keeps dbt from opening the warehouse (a running `dbt build`
     # holds DuckDB's write lock).
+    check_package_version(registry.project_dir)
     target_path = registry.manifest_path.parent / "feature_store" / "dbt"
     result, output = _invoke(
         registry.project_dir,
         ["compile", "--inline", call, "--log-level", "none", "--no-populate-cache", "--no-write-json",
          "--target-path", str(target_path)],
         registry.target.name,
-        None,
+        registry.profiles_dir,  # the profiles.yml the registry read (--profiles-dir)
     )
     if not result.success or not result.result or not result.result.results:
         detail = _error_text(result.exception) or output.strip() or "no detail from dbt"

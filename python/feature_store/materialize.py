@@ -233,13 +233,15 @@ def sync(
     chunk = parse_duration(chunk) if isinstance(chunk, str) else chunk
     if start is not None and end is None:
         end = now
-    if start is not None and start >= end:
+    if start is not None and end is not None and start >= end:
         raise ValueError(f"backfill start {start} is not before end {end}")
     if chunk <= timedelta(0):
         raise ValueError(f"chunk must be a positive duration, got {chunk}")
     chosen = select_views(registry, views, select)
     if source is None:
-        from feature_store.snapshot import snapshot as source  # duckdb: only when syncing from the warehouse
+        from feature_store.snapshot import snapshot  # duckdb: only when syncing from the warehouse
+
+        source = snapshot
     store.ping()  # fail before any warehouse work when Redis is unreachable
 
     report = SyncReport(views={}, now=now, dry_run=dry_run)
@@ -332,14 +334,17 @@ class _Job:
 
     def _backfill(self, view: FeatureView, vr: ViewReport, state: dict, definition: str, fence) -> None:
         vr.mode = "backfill"
-        label = f"{self.start.isoformat(sep=' ') if self.start else '-'}/{self.end.isoformat(sep=' ')}"
-        done = None if self.full_refresh else state.get(f"backfill {label}")
-        done = datetime.fromisoformat(done) if done else None
-        windows, lo = [], self.start
+        end = self.end
+        assert end is not None  # a backfill has an end
+        label = f"{self.start.isoformat(sep=' ') if self.start else '-'}/{end.isoformat(sep=' ')}"
+        checkpoint = None if self.full_refresh else state.get(f"backfill {label}")
+        done = datetime.fromisoformat(checkpoint) if checkpoint else None
+        windows: list[tuple[datetime | None, datetime]] = []
+        lo = self.start
         if lo is None:
-            windows = [(None, self.end)]
-        while lo is not None and lo < self.end:
-            hi = min(lo + self.chunk, self.end)
+            windows = [(None, end)]
+        while lo is not None and lo < end:
+            hi = min(lo + self.chunk, end)
             if done is None or hi > done:
                 windows.append((lo, hi))
             lo = hi

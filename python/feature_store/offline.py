@@ -145,7 +145,7 @@ def get_historical_features(
     short read of the warehouse.
 
     ``wait`` and ``on_wait`` apply to each opening of the warehouse file, as in
-    :func:`connect`. See DESIGN.md for the exact point-in-time rule.
+    :func:`connect`. See docs/point-in-time.md for the exact point-in-time rule.
     """
     if isinstance(features, str):
         features = [features]
@@ -386,7 +386,7 @@ def _warehouse_spine(registry: Registry, entity_df: str, timestamp_column: str, 
         nulls, bad = con.execute(
             f'SELECT count(*) FILTER (WHERE "{timestamp_column}" IS NULL), '
             f'count(*) FILTER (WHERE "{timestamp_column}" IS NOT NULL AND {ts_expr} IS NULL) FROM {SOURCE}'
-        ).fetchone()
+        ).fetchall()[0]
     finally:
         con.close()
     if nulls:

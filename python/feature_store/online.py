@@ -137,7 +137,7 @@ class OnlineStore:
         self.connect_timeout = connect_timeout
         self.write_timeout = write_timeout
         self.client = self._client(timeout)
-        self._write_client: redis.Redis | None = None
+        self._write_client: redis.Redis | RedisCluster | None = None
         self._scripts: dict[tuple[str, bool], Script] = {}
         self._plans: dict[tuple, tuple[Registry, _ReadPlan]] = {}
 
@@ -145,7 +145,7 @@ class OnlineStore:
         return redis_client(self.url, timeout=timeout, connect_timeout=self.connect_timeout)
 
     @property
-    def write_client(self) -> redis.Redis:
+    def write_client(self) -> "redis.Redis | RedisCluster":
         """The client the sync writes with (its answers may take longer: ``write_timeout``)."""
         if self._write_client is None:
             self._write_client = self._client(self.write_timeout)
@@ -328,7 +328,7 @@ def _fallback_value(feature: Feature, fallback: Fallback) -> Any:
         return None
     kind = feature.kind
     if kind in ("timestamp", "date"):
-        return codec.decoder(kind)(codec.encode_value(kind, value).encode())
+        return codec.decoder(kind)(str(codec.encode_value(kind, value)).encode())
     if kind == "decimal":
         return Decimal(str(value))
     if kind == "float":
@@ -546,13 +546,13 @@ def _live_rows(vp: _ViewPlan, replies: list, ts_list: list, statuses: list, now_
 def _decode_values(vp: _ViewPlan, replies: list, live: list[int], values: list, statuses: list) -> None:
     """Decode the live rows' values by each feature's type; absent fields are NULL_VALUE."""
     all_live = len(live) == len(replies)
-    for j, (c, dec) in enumerate(zip(vp.columns, vp.decoders), 1):
+    for j, (c, dec) in enumerate(zip(vp.columns, vp.decoders, strict=True), 1):
         raw = [reply[j] for reply in replies] if all_live else [replies[r][j] for r in live]
         if all_live and None not in raw:
             values[c] = list(map(dec, raw))  # the common case: every value present
             continue
         column, column_status = values[c], statuses[c]
-        for r, item in zip(live, raw):
+        for r, item in zip(live, raw, strict=True):
             if item is None:
                 column_status[r] = FieldStatus.NULL_VALUE
             else:
@@ -633,20 +633,20 @@ class OnlineResponse:
     @property
     def statuses(self) -> dict[str, list[FieldStatus]]:
         """A :class:`FieldStatus` per value, by feature name."""
-        return dict(zip(self.feature_names, self._statuses))
+        return dict(zip(self.feature_names, self._statuses, strict=True))
 
     @property
     def event_timestamps(self) -> dict[str, list[datetime | None]]:
         """The event time (naive UTC) of the row each value came from, by feature name."""
         by_view = {v: [codec.from_micros(t) if t is not None else None for t in ts]
                    for v, ts in self._event_ts.items()}
-        return {name: by_view[f.view] for name, f in zip(self.feature_names, self.features)}
+        return {name: by_view[f.view] for name, f in zip(self.feature_names, self.features, strict=True)}
 
     def to_dict(self, include_status: bool = False, include_event_timestamps: bool = False) -> dict[str, list]:
         """Columns by name; ``<name>__status`` and ``<name>__ts`` columns on request."""
         out: dict[str, list] = {k: list(v) for k, v in self._entities.items()}
         stamps = self.event_timestamps if include_event_timestamps else None
-        for name, values, statuses in zip(self.feature_names, self._values, self._statuses):
+        for name, values, statuses in zip(self.feature_names, self._values, self._statuses, strict=True):
             out[name] = list(values)
             if include_status:
                 out[f"{name}__status"] = [s.value for s in statuses]

@@ -1,8 +1,10 @@
 """The registry: typed feature definitions read from dbt's ``target/manifest.json``.
 
 There is no second registry database. A feature view is a dbt model whose
-``config.meta.feature_store`` block declares it; entities are declared once under
-``vars.feature_store.entities`` in ``dbt_project.yml``. This module parses both
+``config.meta.feature_store`` block declares it; entities are declared once, in the
+global var ``feature_store:entities`` of the root ``dbt_project.yml`` (the var the macros
+read too). Only the root project's models are views, plus those of packages named on
+purpose. This module parses both
 into small dataclasses and validates them, collecting every problem at once.
 
 Validation is what makes a clean ``fstore validate`` safe to sync and serve. Beyond
@@ -31,8 +33,8 @@ import difflib
 import functools
 import os
 import re
-import time
 import reprlib
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -52,6 +54,7 @@ from feature_store.errors import (
 )
 
 __all__ = [
+    "ENTITIES_VAR",
     "Entity",
     "Fallback",
     "Feature",
@@ -66,6 +69,11 @@ __all__ = [
     "parse_duration",
     "type_kind",
 ]
+
+# The one place entities are declared: a global var of the root project, namespaced like
+# dbt-date's "dbt_date:time_zone". A top-level var named after a package would be read by
+# dbt as that package's scope, so a consumer's entities would leak into its examples.
+ENTITIES_VAR = "feature_store:entities"
 
 VIEW_META_KEYS = (
     "entities",
@@ -313,7 +321,7 @@ def output_names(features: list[Feature], full_feature_names: bool) -> list[str]
     """
     names = [f"{f.view}__{f.name}" if full_feature_names else f.name for f in features]
     seen: dict[str, Feature] = {}
-    for f, name in zip(features, names):
+    for f, name in zip(features, names, strict=True):
         if name in seen:
             raise EntityDataFrameError(
                 f"features {seen[name].ref} and {f.ref} would both be named {name!r}; "
@@ -475,6 +483,7 @@ class Registry:
         self.manifest_path = manifest_path
         self.target = target
         self.adapter_type = adapter_type
+        self.profiles_dir: Path | None = None  # where profiles.yml was looked up (dbt is run with it too)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -487,8 +496,13 @@ class Registry:
         profiles_dir: str | os.PathLike | None = None,
         manifest_path: str | os.PathLike | None = None,
         strict: bool = False,
+        packages: Iterable[str] = (),
     ) -> "Registry":
         """Read ``dbt_project.yml`` and the manifest of the project at ``project_dir``.
+
+        The feature views are the root project's models, plus those of the installed
+        dbt ``packages`` named (e.g. a shared features package); entities come from the
+        global var ``feature_store:entities`` of the root project, the one the macros read.
 
         Raises :class:`ManifestError` when the manifest is missing or unreadable (run
         ``dbt parse``) or a file's top level is unusable, naming the file and the key, and
@@ -501,10 +515,13 @@ class Registry:
         project = _read_yaml(project_file)
         project_name = _text(project.get("name"), project_file, "name") or ""
         all_vars = _mapping(project.get("vars"), project_file, "vars")
-        fs_vars = _mapping(all_vars.get(project_name), project_file, f"vars.{project_name}") if project_name else {}
-        if "entities" not in fs_vars:
-            # A project that installs feature_store as a package scopes its vars to the package.
-            fs_vars = _mapping(all_vars.get("feature_store"), project_file, "vars.feature_store") or fs_vars
+        entity_vars = all_vars.get(ENTITIES_VAR)
+        legacy = _mapping(all_vars.get("feature_store"), project_file, "vars.feature_store")
+        if entity_vars is None and "entities" in legacy:
+            raise ManifestError(
+                f"{project_file}: vars.feature_store.entities is the old place for entities; move the block to the "
+                f"global var \"{ENTITIES_VAR}\" (vars: {{\"{ENTITIES_VAR}\": {{user: {{join_keys: [user_id]}}}}}}), "
+                "which dbt shows to every package and which fstore reads too")
         profile = _text(project.get("profile", project_name), project_file, "profile")
         target_obj = _load_target(project_dir, profile, target, Path(profiles_dir) if profiles_dir else None)
         if manifest_path is None:
@@ -514,12 +531,14 @@ class Registry:
         manifest = read_manifest(manifest_path, project_dir)
         registry = cls.from_manifest(
             manifest,
-            fs_vars.get("entities"),
+            entity_vars,
             project_name=project_name,
             project_dir=project_dir,
             manifest_path=manifest_path,
             target=target_obj,
+            packages=packages,
         )
+        registry.profiles_dir = Path(profiles_dir).resolve() if profiles_dir else None
         if strict:
             errors = [p for p in registry.problems if p.severity == "error"]
             if errors:
@@ -530,14 +549,18 @@ class Registry:
     def from_manifest(
         cls,
         manifest: dict,
-        entity_vars: dict,
+        entity_vars: Any,
         *,
         project_name: str = "",
         project_dir: Path = Path("."),
         manifest_path: Path = Path("target/manifest.json"),
         target: Target | None = None,
+        packages: Iterable[str] | None = None,
     ) -> "Registry":
         """Build a registry from an already parsed manifest dict and the entities var (``None``: no entities).
+
+        Views are the models of the root project (``project_name``) and of ``packages``;
+        ``None`` takes every model in the manifest (a manifest built here, in tests).
 
         Bad definitions, and nodes of the wrong shape, become problems naming the model
         (or the file) and the key; a manifest whose top level or sections (``nodes``,
@@ -554,6 +577,8 @@ class Registry:
         adapter_type = _text(metadata.get("adapter_type"), manifest_path, "metadata.adapter_type", again)
         manifest_project = _text(metadata.get("project_name"), manifest_path, "metadata.project_name", again)
 
+        root = project_name or manifest_project or ""
+        wanted = None if packages is None else {root, *packages}
         views: dict[str, FeatureView] = {}
         for uid, node in nodes.items():
             if not isinstance(node, dict):
@@ -562,9 +587,22 @@ class Registry:
                 continue
             if node.get("resource_type") != "model":
                 continue
+            # Another package's models are not this project's features (an installed
+            # package's own examples, say) unless the project names that package.
+            package = node.get("package_name")
+            if wanted is not None and (not isinstance(package, str) or package not in wanted):
+                continue
             view = _parse_view(uid, node, entities, child_map, problems)
-            if view is not None:
-                views[view.name] = view
+            if view is None:
+                continue
+            if view.name in views:
+                other = views[view.name]
+                problems.append(Problem(
+                    "error", view.name, "model name",
+                    f"two feature views are named {view.name!r} ({other.unique_id} and {view.unique_id}); feature "
+                    "references name views by model name, so rename one (or leave its package out)"))
+                continue
+            views[view.name] = view
 
         _check_across_views(views, entities, problems)
         return cls(
@@ -638,11 +676,11 @@ def _parse_entities(entity_vars: Any, problems: list[Problem]) -> dict[str, Enti
     if entity_vars is None:
         return entities
     if not isinstance(entity_vars, dict):
-        problem("vars.feature_store.entities",
+        problem(f'vars."{ENTITIES_VAR}"',
                 f"must be a mapping of entity name to {{join_keys: [...]}}, got {_got(entity_vars)}")
         return entities
     for name, spec in entity_vars.items():
-        where = f"vars.feature_store.entities.{name}"
+        where = f'vars."{ENTITIES_VAR}".{name}'
         if not isinstance(name, str) or not name:
             problem(where, f"an entity name must be non-empty text, got {_got(name)}")
             continue
@@ -725,83 +763,18 @@ def _parse_view(
             problem(f"meta.feature_store.{key}",
                     f"unknown key{_did_you_mean(key, VIEW_META_KEYS)} (known: {', '.join(VIEW_META_KEYS)})")
 
-    raw_columns = node.get("columns")
-    if raw_columns is not None and not isinstance(raw_columns, dict):
-        problem("columns", f"must be a mapping of column name to spec, got {_got(raw_columns)}; run `dbt parse` again")
+    parsed = _view_columns(node, problem)
+    if parsed is None:
         return None
-    columns: dict[str, dict] = {}
-    column_types: dict[str, str | None] = {}
-    malformed: set[str] = set()  # already reported, so "has no data_type" is not said twice
-    for col, spec in (raw_columns or {}).items():
-        if not isinstance(col, str) or not col:
-            problem(f"column {col!r}", "a column name must be non-empty text")
-            continue
-        if spec is not None and not isinstance(spec, dict):
-            problem(f"column {col}", f"must be a mapping (data_type, description, meta), got {_got(spec)}")
-            malformed.add(col)
-        spec = spec if isinstance(spec, dict) else {}
-        dtype = spec.get("data_type")
-        if dtype is not None and not isinstance(dtype, str):
-            problem(f"column {col}: data_type", f"must be text such as 'bigint', got {_got(dtype)}")
-            malformed.add(col)
-            dtype = None
-        columns[col] = spec
-        column_types[col] = dtype
-        reserved = _reserved_problem(col)
-        if reserved:
-            problem(f"column {col}", reserved)
-
-    raw_entities = meta.get("entities")
-    entity_names = _as_names(raw_entities, "meta.feature_store.entities", problem, "entity names")
-    if not entity_names and _names(raw_entities) == ():
-        problem("meta.feature_store.entities",
-                "missing; name the entities this view is keyed by, e.g. entities: [user]")
-    join_keys: list[str] = []
-    for ent in entity_names:
-        if ent not in entities:
-            problem("meta.feature_store.entities",
-                    f"unknown entity {ent!r}{_did_you_mean(ent, entities)}; declare it under "
-                    "vars.feature_store.entities in dbt_project.yml")
-            continue
-        for key in entities[ent].join_keys:
-            if key not in columns:
-                problem(f"column {key}",
-                        f"join key of entity {ent!r} is not a declared column of the model; add it to the model and its YAML")
-            join_keys.append(key)
-    join_keys = list(dict.fromkeys(join_keys))
-
-    def time_column(key: str, required: bool) -> str | None:
-        value = meta.get(key)
-        if value is None or (required and value == ""):
-            if required:
-                problem(f"meta.feature_store.{key}",
-                        "missing; name the event timestamp column, e.g. timestamp: event_ts")
-            return None
-        if not isinstance(value, str) or not value:
-            problem(f"meta.feature_store.{key}", f"must be a column name, got {_got(value)}")
-            return None
-        if value not in columns:
-            problem(f"meta.feature_store.{key}",
-                    f"column {value!r} is not declared on the model{_did_you_mean(value, columns)}")
-        return value
-
-    timestamp = time_column("timestamp", required=True)
-    created = time_column("created_timestamp", required=False)
+    columns, column_types, malformed = parsed
+    entity_names, join_keys = _view_join_keys(meta, entities, columns, problem)
+    timestamp = _time_column(meta, "timestamp", columns, problem, required=True)
+    created = _time_column(meta, "created_timestamp", columns, problem, required=False)
     for col in (timestamp, created):
         if col in columns and column_types.get(col) and type_kind(column_types[col]) not in ("timestamp", "date"):
             problem(f"column {col}", f"is a time column but declared as {column_types[col]!r}; declare data_type: timestamp")
-
-    def duration(key: str) -> timedelta | None:
-        if meta.get(key) is None:
-            return None
-        try:
-            return parse_duration(meta[key])
-        except ValueError as exc:
-            problem(f"meta.feature_store.{key}", str(exc))
-            return None
-
-    ttl = duration("ttl")
-    freshness_sla = duration("freshness_sla")
+    ttl = _duration(meta, "ttl", problem)
+    freshness_sla = _duration(meta, "freshness_sla", problem)
     online = meta.get("online", False)
     if not isinstance(online, bool):
         problem("meta.feature_store.online", f"must be true or false, got {online!r}")
@@ -818,8 +791,9 @@ def _parse_view(
         if not dtype and col not in malformed:
             problem(f"column {col}", "has no data_type; declare data_type on every column (the contract needs it)")
     for key in join_keys:
-        if column_types.get(key):
-            _check_join_key_type(key, column_types[key], online, problem)
+        declared = column_types.get(key)
+        if declared:
+            _check_join_key_type(key, declared, online, problem)
 
     time_cols = {timestamp, created}
     features = []
@@ -869,6 +843,84 @@ def _check_join_key_type(key: str, dtype: str, online: bool, problem) -> None:
     elif reason and kind is None:  # a SQL join takes any type; only serving needs a storable one
         problem(f"column {key}", f"{reason} before setting online: true", "warning")
 
+
+
+def _view_columns(node: dict, problem) -> tuple[dict[str, dict], dict[str, str | None], set[str]] | None:
+    """The model's columns: specs, declared types, and the names already reported as malformed."""
+    raw_columns = node.get("columns")
+    if raw_columns is not None and not isinstance(raw_columns, dict):
+        problem("columns", f"must be a mapping of column name to spec, got {_got(raw_columns)}; run `dbt parse` again")
+        return None
+    columns: dict[str, dict] = {}
+    column_types: dict[str, str | None] = {}
+    malformed: set[str] = set()  # already reported, so "has no data_type" is not said twice
+    for col, spec in (raw_columns or {}).items():
+        if not isinstance(col, str) or not col:
+            problem(f"column {col!r}", "a column name must be non-empty text")
+            continue
+        if spec is not None and not isinstance(spec, dict):
+            problem(f"column {col}", f"must be a mapping (data_type, description, meta), got {_got(spec)}")
+            malformed.add(col)
+        spec = spec if isinstance(spec, dict) else {}
+        dtype = spec.get("data_type")
+        if dtype is not None and not isinstance(dtype, str):
+            problem(f"column {col}: data_type", f"must be text such as 'bigint', got {_got(dtype)}")
+            malformed.add(col)
+            dtype = None
+        columns[col] = spec
+        column_types[col] = dtype
+        reserved = _reserved_problem(col)
+        if reserved:
+            problem(f"column {col}", reserved)
+    return columns, column_types, malformed
+
+
+def _view_join_keys(meta: dict, entities: dict[str, Entity], columns: dict, problem) -> tuple[tuple, list[str]]:
+    """The view's entity names and their join keys (in order, without repeats), each checked."""
+    raw_entities = meta.get("entities")
+    entity_names = _as_names(raw_entities, "meta.feature_store.entities", problem, "entity names")
+    if not entity_names and _names(raw_entities) == ():
+        problem("meta.feature_store.entities",
+                "missing; name the entities this view is keyed by, e.g. entities: [user]")
+    join_keys: list[str] = []
+    for ent in entity_names:
+        if ent not in entities:
+            problem("meta.feature_store.entities",
+                    f"unknown entity {ent!r}{_did_you_mean(ent, entities)}; declare it under "
+                    f'vars."{ENTITIES_VAR}" in dbt_project.yml')
+            continue
+        for key in entities[ent].join_keys:
+            if key not in columns:
+                problem(f"column {key}",
+                        f"join key of entity {ent!r} is not a declared column of the model; add it to the model and its YAML")
+            join_keys.append(key)
+    return entity_names, list(dict.fromkeys(join_keys))
+
+
+def _time_column(meta: dict, key: str, columns: dict, problem, *, required: bool) -> str | None:
+    """The column named by meta ``key`` (timestamp, created_timestamp), checked to exist."""
+    value = meta.get(key)
+    if value is None or (required and value == ""):
+        if required:
+            problem(f"meta.feature_store.{key}", "missing; name the event timestamp column, e.g. timestamp: event_ts")
+        return None
+    if not isinstance(value, str) or not value:
+        problem(f"meta.feature_store.{key}", f"must be a column name, got {_got(value)}")
+        return None
+    if value not in columns:
+        problem(f"meta.feature_store.{key}", f"column {value!r} is not declared on the model{_did_you_mean(value, columns)}")
+    return value
+
+
+def _duration(meta: dict, key: str, problem) -> timedelta | None:
+    """Meta ``key`` (ttl, freshness_sla) as a timedelta; a problem when it is not a duration."""
+    if meta.get(key) is None:
+        return None
+    try:
+        return parse_duration(meta[key])
+    except ValueError as exc:
+        problem(f"meta.feature_store.{key}", str(exc))
+        return None
 
 def _parse_feature(view: str, col: str, spec: dict, dtype: str | None, online: bool, problem) -> Feature:
     where_col = f"column {col}"

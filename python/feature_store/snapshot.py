@@ -24,8 +24,8 @@ waiting as briefly as possible.
 from __future__ import annotations
 
 import shutil
-import time
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path

@@ -27,7 +27,8 @@ class FeatureStore:
     how long an online read can take on a bad network (defaults: 0.25 s and 2, so
     about a second at most; see :class:`~feature_store.online.OnlineStore`).
     ``wait`` is how long offline reads and syncs wait for a ``dbt build`` that holds
-    the DuckDB file (default: fail at once).
+    the DuckDB file (default: fail at once). ``packages`` names installed dbt packages
+    whose feature views count too (by default only the project's own models are views).
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class FeatureStore:
         redis_retries: int | None = None,
         duckdb_config: dict | None = None,
         wait: float = 0.0,
+        packages: Iterable[str] = (),
     ):
         self.project_dir = Path(project_dir).resolve()
         self.target = target
@@ -53,6 +55,7 @@ class FeatureStore:
             self.redis_settings["retries"] = redis_retries
         self.duckdb_config = duckdb_config
         self.wait = wait
+        self.packages = tuple(packages)
         self._registry: Registry | None = None
         self._registry_stamp: tuple | None = None
         self._online: OnlineStore | None = None
@@ -69,7 +72,7 @@ class FeatureStore:
                 stamp = None
         if self._registry is None or stamp != self._registry_stamp:
             self._registry = Registry.load(self.project_dir, target=self.target, profiles_dir=self.profiles_dir,
-                                           strict=True)
+                                           strict=True, packages=self.packages)
             st = self._registry.manifest_path.stat()
             self._registry_stamp = (st.st_mtime_ns, st.st_size)
         return self._registry

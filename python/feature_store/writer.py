@@ -37,6 +37,7 @@ per batch, in order, only once Redis has answered for every row of the batch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import queue
@@ -285,7 +286,7 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
         head, stride = ("1", *head[1:]), stride + 1
         columns.insert(0, mask)
     # Row-major, flat: row i's arguments are args[i * stride:(i + 1) * stride].
-    args = list(chain.from_iterable(zip(*(c.to_pylist() for c in columns))))
+    args = list(chain.from_iterable(zip(*(c.to_pylist() for c in columns), strict=True)))
     return EncodedWrite(kept, total - kept, head, stride, keys, args)
 
 
@@ -396,7 +397,7 @@ class BatchWriter:
                 if self._thread is None or not self._thread.is_alive():
                     if item is _DONE:
                         return
-                    raise self._error or RuntimeError("the writer thread stopped")
+                    raise (self._error or RuntimeError("the writer thread stopped")) from None
 
     def _run(self) -> None:
         try:
@@ -409,7 +410,8 @@ class BatchWriter:
                 if encoded.n:
                     # A dropped connection resends the whole batch: rows that already landed
                     # are then skipped as unchanged.
-                    for reply in self.store.call(f"writing {self.view.name}", lambda: self._send(encoded)):
+                    send = functools.partial(self._send, encoded)
+                    for reply in self.store.call(f"writing {self.view.name}", send):
                         result.written += int(reply[0])
                         result.skipped_older += int(reply[1])
                         result.unchanged += int(reply[2])
@@ -470,7 +472,7 @@ class BatchWriter:
                 sent.append(c)
             moved = []
             for pipe, sent in by_node.values():
-                for c, reply in zip(sent, pipe.execute(raise_on_error=False)):
+                for c, reply in zip(sent, pipe.execute(raise_on_error=False), strict=True):
                     if isinstance(reply, _SLOT_MOVING):
                         moved.append(c)
                     replies[c] = reply
