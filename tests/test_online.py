@@ -276,13 +276,19 @@ def assert_never_regresses(store: OnlineStore, batches: list[list[tuple]]) -> No
     assert got.to_dict()["user_7d_orders"] == [row(*newest[u])["user_7d_orders"] for u in uids]
 
 
+def empty_synced_store(redis_url: str) -> OnlineStore:
+    """A store on an emptied Redis whose views count as synced (hypothesis runs many examples per test)."""
+    redis.Redis.from_url(redis_url).flushall()
+    store = OnlineStore.for_registry(REG, url=redis_url)
+    mark_synced(store)
+    return store
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(st.lists(WRITE, min_size=1, max_size=6), min_size=1, max_size=6))
 def test_never_regress_final_state_is_the_newest_write_per_key(redis_url, batches):
     """Any order of writes, batched any way, leaves the newest (event ts, created ts) per key."""
-    redis.Redis.from_url(redis_url).flushall()
-    store = OnlineStore.for_registry(REG, url=redis_url)
-    mark_synced(store)
+    store = empty_synced_store(redis_url)
     assert_never_regresses(store, batches)
     store.close()
 
@@ -295,9 +301,7 @@ CONTENT_WRITE = st.tuples(st.integers(0, 2), st.integers(0, 2), st.one_of(st.non
 @given(batches=st.lists(st.lists(CONTENT_WRITE, min_size=1, max_size=6), min_size=1, max_size=6))
 def test_the_newest_version_wins_and_at_a_tie_the_last_content_written(redis_url, batches):
     """Rebuilds at the same timestamps: among writes of the newest version, the last one's content stays."""
-    redis.Redis.from_url(redis_url).flushall()
-    store = OnlineStore.for_registry(REG, url=redis_url)
-    mark_synced(store)
+    store = empty_synced_store(redis_url)
     view = REG.view("user_order_features")
     base = utc_now().replace(microsecond=0)
 
