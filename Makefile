@@ -1,5 +1,6 @@
 # The two commands that matter: `make demo` and `make test`. Both set up everything
-# they need from nothing (a venv, the package, redis-server from apt when missing).
+# they need from nothing (a venv, the package, redis-server and the PostgreSQL server from
+# apt when missing).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install redis demo test lint test-compat bench seeds clean
+.PHONY: install redis postgres demo test lint test-compat bench seeds clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -18,12 +19,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
-install: $(STAMP) redis
+install: $(STAMP) redis postgres
 
 redis:
 	@command -v redis-server >/dev/null || { \
 	  echo "Installing redis-server from apt..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+# The Postgres tests start their own throwaway server (tests/postgres_support.py) from the
+# server binaries; Debian keeps those off PATH, under /usr/lib/postgresql/<version>/bin.
+postgres:
+	@{ command -v initdb && command -v pg_ctl; } >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  echo "Installing postgresql from apt..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 demo: install
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh

@@ -23,13 +23,13 @@
 {% macro point_in_time_join(spine, timestamp, features, full_feature_names=false, ttl_override=none,
                             as_of_created=false, row_id=none, include_timestamps=false,
                             implementation=none, spine_time=none) %}
-  {%- set known = [none, 'default', 'range', 'asof'] -%}
+  {%- set known = [none, 'default', 'range', 'asof', 'lateral'] -%}
   {%- if implementation not in known -%}
     {{ exceptions.raise_compiler_error(
         "point_in_time_join: implementation must be none (the adapter's best plan), 'default' (portable "
-        ~ "range join), or on DuckDB 'range' or 'asof'; got " ~ implementation) }}
+        ~ "range join), on DuckDB 'range' or 'asof', on Postgres 'lateral'; got " ~ implementation) }}
   {%- endif -%}
-  {%- if spine_time == 'constant' and implementation in ['range', 'asof'] -%}
+  {%- if spine_time == 'constant' and implementation in ['range', 'asof', 'lateral'] -%}
     {{ exceptions.raise_compiler_error(
         "point_in_time_join: implementation='" ~ implementation ~ "' is a plan for spines whose times vary; "
         ~ "with spine_time='constant' pass implementation=none or 'default'") }}
@@ -50,9 +50,10 @@
 {#-
   Portable: for each view, a range join of the spine's (keys, t) to the view rows
   within [t - ttl, t], numbered newest first per (keys, t); keep number 1. Standard
-  SQL only (no QUALIFY, no ASOF, dbt.dateadd for t - ttl), meant for Postgres,
-  Snowflake, BigQuery and Trino; on Spark pass row_id, as its row_number() needs an
-  ORDER BY and the added spine_row_number has none. Only DuckDB runs in our tests.
+  SQL only (no QUALIFY, no ASOF, dbt.dateadd for t - ttl), meant for Snowflake,
+  BigQuery and Trino (Postgres uses it for views without an index); on Spark pass
+  row_id, as its row_number() needs an ORDER BY and the added spine_row_number has
+  none. Our tests run it on DuckDB and Postgres.
   Its cost grows with the rows per key inside the ttl window: fine for daily views
   with a ttl of days, slow for views with no ttl and a long history.
   With spine_time='constant' the same numbering runs over the view's rows inside the
@@ -61,15 +62,23 @@
 {% macro default__point_in_time_join(plan, implementation=none) %}
   {%- set view_sql = [] -%}
   {%- for view in plan['views'] -%}
-    {%- if plan['spine_time'] == 'constant' -%}
-      {%- set key_alias, t_expr = 'k', 'a.__fs_t' -%}
-      {%- set rows = feature_store._pit_constant_time_rows(plan, view) -%}
-    {%- else -%}
-      {%- set key_alias, t_expr = 'q', 'q.__fs_t' -%}
-      {%- set rows = feature_store._pit_points(plan, view) ~ ' as q\n        inner join ' ~ view['relation']
-            ~ ' as f\n            on ' ~ feature_store._pit_range_conditions(view, plan['as_of_created']) -%}
-    {%- endif -%}
-    {%- set sql -%}
+    {%- do view_sql.append(feature_store._pit_ranked_view(plan, view)) -%}
+  {%- endfor -%}
+  {{ return(feature_store._pit_assemble(plan, view_sql)) }}
+{% endmacro %}
+
+
+{#- The portable per-view CTE body of default__ (also Postgres' plan for a view without an index). -#}
+{% macro _pit_ranked_view(plan, view) %}
+  {%- if plan['spine_time'] == 'constant' -%}
+    {%- set key_alias, t_expr = 'k', 'a.__fs_t' -%}
+    {%- set rows = feature_store._pit_constant_time_rows(plan, view) -%}
+  {%- else -%}
+    {%- set key_alias, t_expr = 'q', 'q.__fs_t' -%}
+    {%- set rows = feature_store._pit_points(plan, view) ~ ' as q\n        inner join ' ~ view['relation']
+          ~ ' as f\n            on ' ~ feature_store._pit_range_conditions(view, plan['as_of_created']) -%}
+  {%- endif -%}
+  {%- set sql -%}
     select * from (
         select
             {{ feature_store._pit_view_columns(view, q=key_alias, t=t_expr) }},
@@ -80,10 +89,8 @@
         from {{ rows }}
     ) as ranked
     where __fs_rn = 1
-    {%- endset -%}
-    {%- do view_sql.append(sql) -%}
-  {%- endfor -%}
-  {{ return(feature_store._pit_assemble(plan, view_sql)) }}
+  {%- endset -%}
+  {{ return(sql) }}
 {% endmacro %}
 
 
@@ -124,6 +131,11 @@
   peak: 10 s / 1.4 GiB with the ttls, 22 s / 1.7 GiB without.
 -#}
 {% macro duckdb__point_in_time_join(plan, implementation=none) %}
+  {%- if implementation == 'lateral' -%}
+    {{ exceptions.raise_compiler_error(
+        "point_in_time_join: implementation='lateral' is a Postgres plan; on DuckDB pass none, 'range', "
+        ~ "'asof' or 'default'") }}
+  {%- endif -%}
   {%- set view_sql = [] -%}
   {%- for view in plan['views'] -%}
     {%- if plan['spine_time'] == 'constant' -%}
@@ -244,4 +256,98 @@
         ) as picked
   {%- endset -%}
   {{ return(sql) }}
+{% endmacro %}
+
+
+{#-
+  Postgres: per view, the top-1-per-point idiom where an index serves it. For each
+  distinct (keys, t) of the spine a LATERAL subquery reads the view's rows of those keys
+  inside the rule's window, newest first (event, then created time, NULL last), and keeps
+  the first (https://www.postgresql.org/docs/current/queries-table-expressions.html#QUERIES-LATERAL).
+  With a btree index that leads with the view's join keys and then its event time, each
+  run is a short backward index scan; without one, each run scans the whole view. So the
+  plan is chosen per view from the catalog when the join compiles: LATERAL when such an
+  index exists (dbt-postgres' `indexes` model config; the example's feature views declare
+  theirs), else default__'s range join. Measured on Postgres 15, 2 cores, 100k spine
+  points against a view of 2M rows, 2,000 keys x 1,000 daily rows (with 20,000 keys x
+  100 rows: LATERAL the same, the range join 1-2 s, LATERAL without an index > 20 s):
+
+                                   ttl 2d      no ttl
+    LATERAL, with the index        0.8 s       0.9 s
+    range join, with the index     0.9 s      22 s
+    range join, no index           4.3 s      14 s
+
+  implementation='lateral' forces LATERAL for every view (tests, benchmarks).
+
+  With spine_time='constant' the view is read once instead: its rows inside the window,
+  joined to the spine's distinct keys, sorted and cut to the first row per (keys, t) by
+  DISTINCT ON, which needs no index (https://www.postgresql.org/docs/current/sql-select.html#SQL-DISTINCT).
+-#}
+{% macro postgres__point_in_time_join(plan, implementation=none) %}
+  {%- if implementation in ['range', 'asof'] -%}
+    {{ exceptions.raise_compiler_error(
+        "point_in_time_join: implementation='" ~ implementation ~ "' is a DuckDB plan; on Postgres pass "
+        ~ "none (LATERAL where an index serves it), 'lateral' or 'default'") }}
+  {%- endif -%}
+  {%- set view_sql = [] -%}
+  {%- for view in plan['views'] -%}
+    {%- if plan['spine_time'] == 'constant' -%}
+      {%- set sql -%}
+    select distinct on ({{ feature_store._pit_cols(view['keys'], 'k') }}, a.__fs_t)
+            {{ feature_store._pit_view_columns(view, q='k', t='a.__fs_t') }}
+        from {{ feature_store._pit_constant_time_rows(plan, view) }}
+        order by {{ feature_store._pit_cols(view['keys'], 'k') }}, a.__fs_t, {{ feature_store._pit_newest_first(view) }}
+      {%- endset -%}
+    {%- elif implementation == 'lateral' or feature_store._pit_postgres_has_probe_index(view) -%}
+      {%- set sql -%}
+    select
+            {{ feature_store._pit_view_columns(view) }}
+        from {{ feature_store._pit_points(plan, view, distinct=true) }} as q
+        left join lateral (
+            select * from {{ view['relation'] }} as f
+            where {{ feature_store._pit_key_match(view, 'f', 'q') }}
+            and {{ feature_store._pit_time_conditions(view, plan['as_of_created'], 'q.__fs_t') }}
+            order by {{ feature_store._pit_newest_first(view) }}
+            limit 1
+        ) as f on true
+      {%- endset -%}
+    {%- else -%}
+      {%- set sql = feature_store._pit_ranked_view(plan, view) -%}
+    {%- endif -%}
+    {%- do view_sql.append(sql) -%}
+  {%- endfor -%}
+  {{ return(feature_store._pit_assemble(plan, view_sql)) }}
+{% endmacro %}
+
+
+{#- Whether the view's table has a valid, non-partial btree index whose leading columns are
+    its join keys (in any order) and then its event time: what the LATERAL probe needs.
+    False when the relation does not exist yet (e.g. `dbt compile` before a build). -#}
+{% macro _pit_postgres_has_probe_index(view) %}
+  {%- set relation = view['relation'] -%}
+  {%- set n = view['keys'] | length -%}
+  {%- set query -%}
+    select i.indexrelid::bigint as index_id, k.position, coalesce(a.attname, '') as column_name
+    from pg_catalog.pg_index as i
+    join pg_catalog.pg_class as t on t.oid = i.indrelid
+    join pg_catalog.pg_namespace as s on s.oid = t.relnamespace
+    join pg_catalog.pg_class as ic on ic.oid = i.indexrelid
+    join pg_catalog.pg_am as am on am.oid = ic.relam
+    cross join lateral unnest(i.indkey::int2[]) with ordinality as k(attnum, position)
+    left join pg_catalog.pg_attribute as a on a.attrelid = t.oid and a.attnum = k.attnum and k.attnum > 0
+    where s.nspname = '{{ relation.schema }}' and t.relname = '{{ relation.identifier }}'
+      and am.amname = 'btree' and i.indisvalid and i.indpred is null and k.position <= {{ n + 1 }}
+    order by index_id, k.position
+  {%- endset -%}
+  {%- set leading = {} -%}
+  {%- for row in run_query(query).rows -%}
+    {%- do leading.setdefault(row['index_id'] | string, []).append(row['column_name']) -%}
+  {%- endfor -%}
+  {%- for columns in leading.values() -%}
+    {%- if columns | length == n + 1 and (columns[:n] | sort) == (view['keys'] | sort)
+          and columns[n] == view['ts'] -%}
+      {{ return(true) }}
+    {%- endif -%}
+  {%- endfor -%}
+  {{ return(false) }}
 {% endmacro %}

@@ -142,3 +142,24 @@ def redis_sentinel(tmp_path):
         yield sentinel
     finally:
         sentinel.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The session's PostgreSQL server (:class:`postgres_support.LocalPostgres`), started once.
+
+    ``.host``, ``.port``, ``.user`` (a superuser, no password) and ``.dbname`` (an empty
+    database made at start); ``.dsn(dbname=None)``, ``.env(dbname=None)`` (the
+    FEATURE_STORE_PG_* variables of profiles.yml's `postgres` target), ``.connect(dbname=None)``
+    (psycopg, autocommit) and ``.create_database(name)`` for a test that wants its own.
+    """
+    from postgres_support import LocalPostgres, PostgresUnavailable
+
+    try:
+        server = LocalPostgres().start()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

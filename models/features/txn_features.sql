@@ -1,4 +1,7 @@
 {#- Static attributes of a transaction, true from the moment it happened. -#}
+{#- On Postgres point_in_time_join probes the view by (keys, event time) with LATERAL, which
+    only an index on those columns makes cheap (macros/point_in_time_join.sql). -#}
+{{ config(indexes=[{'columns': ['txn_id', 'event_ts']}] if target.type == 'postgres' else []) }}
 select
     cast(txn_id as bigint) as txn_id,
     cast(txn_ts as {{ dbt.type_timestamp() }}) as event_ts,

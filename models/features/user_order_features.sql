@@ -8,6 +8,9 @@
   instead of going stale, and with ttl 2d an active user never looks missing. Dense
   days also let "trailing N days" be a plain ROWS frame, which every engine has.
 -#}
+{#- On Postgres point_in_time_join probes the view by (keys, event time) with LATERAL, which
+    only an index on those columns makes cheap (macros/point_in_time_join.sql). -#}
+{{ config(indexes=[{'columns': ['user_id', 'event_ts']}] if target.type == 'postgres' else []) }}
 {%- set per_user = "partition by user_id order by date_day" -%}
 
 with orders as (
@@ -95,13 +98,16 @@ windowed as (
 
 )
 
+{#- `double precision`, the SQL standard's name, is DOUBLE on DuckDB and float8 on Postgres, which has
+    no type `double` (https://www.postgresql.org/docs/current/datatype-numeric.html#DATATYPE-FLOAT);
+    `float` would be 4 bytes on DuckDB (https://duckdb.org/docs/stable/sql/data_types/numeric). -#}
 select
     cast(user_id as bigint) as user_id,
     cast({{ dbt.dateadd('day', 1, 'date_day') }} as {{ dbt.type_timestamp() }}) as event_ts,
     cast(orders_7d as bigint) as user_7d_orders,
     cast(orders_lifetime as bigint) as user_lifetime_orders,
-    cast(amount_30d as double) / nullif(orders_30d, 0) as user_avg_basket_30d,
-    cast(raw_amount_30d as double) / nullif(raw_orders_30d, 0) as user_avg_basket_30d_legacy,
+    cast(amount_30d as double precision) / nullif(orders_30d, 0) as user_avg_basket_30d,
+    cast(raw_amount_30d as double precision) / nullif(raw_orders_30d, 0) as user_avg_basket_30d_legacy,
     cast(last_order_ts as {{ dbt.type_timestamp() }}) as last_order_ts,
     {{ feature_store.data_now() }} as computed_at
 from windowed

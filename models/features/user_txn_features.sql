@@ -4,6 +4,9 @@
   Windows are RANGE frames on time, closed at both ends: [txn_ts - 60 s, txn_ts] and
   [txn_ts - 1 h, txn_ts], the same inclusive convention as the join's TTL bound.
 -#}
+{#- On Postgres point_in_time_join probes the view by (keys, event time) with LATERAL, which
+    only an index on those columns makes cheap (macros/point_in_time_join.sql). -#}
+{{ config(indexes=[{'columns': ['user_id', 'event_ts']}] if target.type == 'postgres' else []) }}
 {%- set per_user = "partition by user_id order by txn_ts" -%}
 
 select
