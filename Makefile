@@ -27,9 +27,11 @@ redis:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 # The Postgres tests start their own throwaway server (tests/postgres_support.py) from the
-# server binaries; Debian keeps those off PATH, under /usr/lib/postgresql/<version>/bin.
+# server binaries, as the `postgres` user the package creates (Postgres refuses root);
+# Debian keeps the binaries off PATH, under /usr/lib/postgresql/<version>/bin.
 postgres:
-	@{ command -v initdb && command -v pg_ctl; } >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	@{ id postgres && { { command -v initdb && command -v pg_ctl; } || ls /usr/lib/postgresql/*/bin/pg_ctl; }; } \
+	  >/dev/null 2>&1 || { \
 	  echo "Installing postgresql from apt..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
