@@ -236,17 +236,8 @@ def test_every_ranking_window_has_order_by(compiled, engine, statement):
     assert windows_without_order(tree) == []
 
 
-_BQ_DATEADD = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="on BigQuery dbt.dateadd compiles to datetime_add(cast(t as datetime), ...), a DATETIME, and the "
-           "ttl floor compares it with the TIMESTAMP event time (`f.event_ts >= datetime_add(...)`, "
-           "_pit_ttl_floor/_pit_time_conditions in macros/point_in_time/render.sql); BigQuery has no "
-           "TIMESTAMP >= DATETIME. Fix: cast the floor back to timestamp, or timestamp_sub on BigQuery")
-
-
 # Every statement reads a view with a ttl (user_order_features 2d, user_txn_features 10m), so
 # every one has the floor; test_bigquery_ttl_floor_is_compiled keeps that true.
-@_BQ_DATEADD
 @pytest.mark.parametrize("statement", STATEMENTS)
 def test_bigquery_no_datetime_timestamp_mix(compiled, statement):
     tree = _parse("bigquery", compiled("bigquery")[statement])[0]

@@ -60,7 +60,24 @@
   {%- if view['ttl_seconds'] is none -%}
     {{ return(none) }}
   {%- endif -%}
-  {{ return(dbt.dateadd('second', -view['ttl_seconds'], t_expr) | trim) }}
+  {{ return(feature_store.timestamp_minus_seconds(t_expr, view['ttl_seconds']) | trim) }}
+{% endmacro %}
+
+
+{#- A TIMESTAMP expression moved back by a number of seconds, still a TIMESTAMP. -#}
+{% macro timestamp_minus_seconds(t_expr, seconds) %}
+  {{ return(adapter.dispatch('timestamp_minus_seconds', 'feature_store')(t_expr, seconds)) }}
+{% endmacro %}
+
+{% macro default__timestamp_minus_seconds(t_expr, seconds) %}
+  {{ return(dbt.dateadd('second', -seconds, t_expr)) }}
+{% endmacro %}
+
+{#- BigQuery's dbt.dateadd is DATETIME_ADD over a DATETIME cast, and BigQuery compares no
+    TIMESTAMP with a DATETIME; TIMESTAMP_SUB keeps the type.
+    https://cloud.google.com/bigquery/docs/reference/standard-sql/timestamp_functions#timestamp_sub -#}
+{% macro bigquery__timestamp_minus_seconds(t_expr, seconds) %}
+  {{ return('timestamp_sub(' ~ t_expr ~ ', interval ' ~ seconds ~ ' second)') }}
 {% endmacro %}
 
 
