@@ -24,15 +24,15 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import REPO, run_dbt
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pit_reference import Requested, View, point_in_time_join
 
-from conftest import REPO, run_dbt
 from feature_store.compiler import macro_call
 from feature_store.offline import get_historical_features
 from feature_store.registry import Registry
 from feature_store.snapshot import snapshot
-from pit_reference import Requested, View, point_in_time_join
 
 pytestmark = pytest.mark.dbt
 
@@ -345,10 +345,15 @@ TIE = {  # ties on e broken by created (NULL loses), NULL values kept, both ttl 
 @example(TIE)
 @given(data)
 def test_every_plan_matches_the_reference(compiled, scratch, data):
+    check_plans(compiled, CALLS, scratch, data)
+
+
+def check_plans(compiled, calls, con, data, load=load, run=run):
+    """Every call's compiled SQL, run on ``con`` (``load``/``run``: the engine's), equals the reference."""
     views = reference_views(data["views"])
-    load(scratch, data["views"], data["spine"])
-    for name, kwargs in CALLS.items():
-        columns, rows = run(scratch, compiled[name], kwargs.get("row_id", "spine_row_number"))
+    load(con, data["views"], data["spine"])
+    for name, kwargs in calls.items():
+        columns, rows = run(con, compiled[name], kwargs.get("row_id", "spine_row_number"))
         want_columns, want_rows = expected(kwargs, views, data["spine"])
         assert columns == want_columns, name
         assert rows == want_rows, name
@@ -415,14 +420,15 @@ def constant_spines(draw):
     return [dict(row, t=None if row["t"] is None else t) for row in draw(spines())]
 
 
-def check_constant_plans(compiled_constant, scratch, data):
+def check_constant_plans(compiled_constant, con, data, load=load, run=run):
+    """Each constant-time call equals its varying-time twin and the reference (``load``/``run``: the engine's)."""
     views = reference_views(data["views"])
-    load(scratch, data["views"], data["spine"])
+    load(con, data["views"], data["spine"])
     for name, kwargs in CONSTANT_CALLS.items():
         constant_sql, varying_sql = compiled_constant[name]
         order_by = kwargs.get("row_id", "spine_row_number")
-        columns, rows = run(scratch, constant_sql, order_by)
-        assert (columns, rows) == run(scratch, varying_sql, order_by), name
+        columns, rows = run(con, constant_sql, order_by)
+        assert (columns, rows) == run(con, varying_sql, order_by), name
         assert (columns, rows) == expected(kwargs, views, data["spine"]), name
 
 

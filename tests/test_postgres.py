@@ -18,10 +18,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import REPO, copy_project, run_dbt
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
-from conftest import REPO, copy_project, run_dbt
 from test_point_in_time import (
     CALLS,
     CONSTANT_CALLS,
@@ -34,12 +33,12 @@ from test_point_in_time import (
     CompileFailed,
     at,
     call_text,
+    check_constant_plans,
+    check_plans,
     compile_inline,
     constant_spines,
     data,
-    expected,
     feature_rows,
-    reference_views,
 )
 
 pytestmark = pytest.mark.postgres
@@ -217,11 +216,7 @@ def run(con, sql: str, order_by: str) -> tuple[list[str], list[tuple]]:
 @example(TIE)
 @given(data)
 def test_every_postgres_plan_matches_the_reference(pg_compiled, pg_scratch, data):
-    views = reference_views(data["views"])
-    load(pg_scratch, data["views"], data["spine"])
-    for name, kwargs in PG_CALLS.items():
-        got = run(pg_scratch, pg_compiled[name], kwargs.get("row_id", "spine_row_number"))
-        assert got == expected(kwargs, views, data["spine"]), name
+    check_plans(pg_compiled, PG_CALLS, pg_scratch, data, load=load, run=run)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -230,14 +225,7 @@ def test_every_postgres_plan_matches_the_reference(pg_compiled, pg_scratch, data
 @given(st.fixed_dictionaries({"views": st.fixed_dictionaries({v: feature_rows(v) for v in VIEWS}),
                               "spine": constant_spines()}))
 def test_postgres_constant_time_plan_matches_the_reference(pg_compiled_constant, pg_scratch, data):
-    views = reference_views(data["views"])
-    load(pg_scratch, data["views"], data["spine"])
-    for name, kwargs in CONSTANT_CALLS.items():
-        constant_sql, varying_sql = pg_compiled_constant[name]
-        order_by = kwargs.get("row_id", "spine_row_number")
-        got = run(pg_scratch, constant_sql, order_by)
-        assert got == run(pg_scratch, varying_sql, order_by), name
-        assert got == expected(kwargs, views, data["spine"]), name
+    check_constant_plans(pg_compiled_constant, pg_scratch, data, load=load, run=run)
 
 
 def view_plans(sql: str) -> dict[str, str]:

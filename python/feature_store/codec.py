@@ -52,7 +52,7 @@ import numbers
 import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, overload
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -70,6 +70,7 @@ __all__ = [
     "tagger",
     "escape",
     "micros",
+    "naive_utc",
     "view_key",
 ]
 
@@ -120,8 +121,7 @@ def _key_text(kind: str | None, value: Any, key: str) -> str:
             value = _iso(datetime.fromisoformat, key, value, kind, "ISO 8601 text such as '2025-11-03T00:07:54Z'")
         elif not isinstance(value, datetime):
             raise ValueError(_key_problem(key, value, kind, "a datetime or ISO 8601 text"))
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)  # keys are naive UTC: aware or not, one key
+        value = naive_utc(value)  # keys are naive UTC: aware or not, one key
     elif kind == "date":
         if isinstance(value, str):
             value = _iso(date.fromisoformat, key, value, kind, "ISO 8601 text such as '2025-11-03'")
@@ -288,6 +288,25 @@ _DECODERS: dict[str | None, Callable[[bytes], Any]] = {
 def decoder(kind: str | None) -> Callable[[bytes], Any]:
     """The function turning stored bytes of ``kind`` back into the Python value."""
     return _DECODERS.get(kind, _decode_text)
+
+
+@overload
+def naive_utc(value: datetime | str) -> datetime: ...
+
+
+@overload
+def naive_utc(value: None) -> None: ...
+
+
+def naive_utc(value: datetime | str | None) -> datetime | None:
+    """``value`` (a datetime or ISO text) as a naive UTC datetime; naive means UTC already."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def micros(value: datetime) -> int:

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
+from feature_store.codec import naive_utc
 from feature_store.connection import is_cluster
 from feature_store.errors import FeatureStoreError, OnlineStoreError, UnknownFeatureView
 from feature_store.online import OnlineStore, ServerFacts
@@ -185,16 +186,6 @@ def select_views(registry: Registry, views: Iterable[str] | None = None, select:
     return list(chosen.values())
 
 
-def _naive_utc(value: datetime | str | None) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
-
-
 def sync(
     registry: Registry,
     store: OnlineStore,
@@ -230,8 +221,8 @@ def sync(
     reported in :attr:`SyncReport.failed` and the others still sync.
     """
     began = time.perf_counter()
-    now = _naive_utc(now) or datetime.now(timezone.utc).replace(tzinfo=None)
-    start, end = _naive_utc(start), _naive_utc(end)
+    now = naive_utc(now) or datetime.now(timezone.utc).replace(tzinfo=None)
+    start, end = naive_utc(start), naive_utc(end)
     chunk = parse_duration(chunk) if isinstance(chunk, str) else chunk
     if start is not None and end is None:
         end = now

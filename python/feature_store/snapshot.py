@@ -27,13 +27,14 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from feature_store.codec import naive_utc
 from feature_store.compiler import compile_call, macro_call
 from feature_store.registry import SPINE_RELATION as SPINE
 from feature_store.registry import SPINE_ROW as ROW
@@ -144,10 +145,10 @@ def snapshot(
     long to wait for a ``dbt build`` that holds the DuckDB file, and how to say so.
     """
     view = registry.view(view_name)
-    as_of_utc = _naive_utc(as_of)
+    as_of_sql = _timestamp_sql(as_of)
     keys = ", ".join(f'"{k}"' for k in view.join_keys)
     not_null = [f'"{k}" IS NOT NULL' for k in view.join_keys]
-    where = not_null + [f'"{view.timestamp}" <= TIMESTAMP \'{as_of_utc}\'']
+    where = not_null + [f'"{view.timestamp}" <= {as_of_sql}']
     began = time.perf_counter()
     sql = compile_call(registry, macro_call(
         "point_in_time_join", spine=SPINE, timestamp=TS, features=[view.name], full_feature_names=False,
@@ -163,7 +164,7 @@ def snapshot(
         fingerprints = None
         if since is not None:
             changed_col = view.created_timestamp or view.timestamp
-            since_sql = f"TIMESTAMP '{_naive_utc(since)}'"
+            since_sql = _timestamp_sql(since)
             # A row known before the chunk but with an event time inside it was not live then.
             where.append(f'("{changed_col}" > {since_sql} OR "{view.timestamp}" > {since_sql})')
             plan = f"rows changed after {since_sql[10:]}"
@@ -178,7 +179,7 @@ def snapshot(
             plan = "every entity"
             if previous is not None:
                 old, old_as_of = previous
-                if _naive_utc(old_as_of) > as_of_utc:
+                if naive_utc(old_as_of) > naive_utc(as_of):
                     plan = "every entity (as of a time before the last sync's)"
                 else:
                     # Compared in the warehouse: no Python loop over tens of thousands of digests.
@@ -186,13 +187,13 @@ def snapshot(
                                 f"WHERE d <> substr($1, p * 16 + 1, 16)", [old.text])
                     changed = con.execute(f"SELECT count(*) FROM {_CHANGED}").fetchall()[0][0]
                     where.append(f"((hash({keys}) % {parts}) IN (SELECT p FROM {_CHANGED}) "
-                                 f"OR \"{view.timestamp}\" > TIMESTAMP '{_naive_utc(old_as_of)}')")
+                                 f"OR \"{view.timestamp}\" > {_timestamp_sql(old_as_of)})")
                     plan = (f"{changed} of {parts} partitions changed, and rows timed after "
-                            f"{_naive_utc(old_as_of)}")
+                            f"{_timestamp_sql(old_as_of)[10:]}")
 
         # The entities to read, found once (one scan) and counted: the sync's ETA. Row ids
         # must be unique: the join may match its per-view results back on them.
-        con.execute(f"CREATE TEMP TABLE {_KEYS} AS SELECT DISTINCT {keys}, TIMESTAMP '{as_of_utc}' AS {TS} "
+        con.execute(f"CREATE TEMP TABLE {_KEYS} AS SELECT DISTINCT {keys}, {as_of_sql} AS {TS} "
                     f"FROM {view.relation} WHERE {' AND '.join(where)}")
         total = con.execute(f"SELECT count(*) FROM {_KEYS}").fetchall()[0][0]
         chunks = max(1, -(-total // partition_keys))
@@ -227,7 +228,6 @@ def _fingerprints(con, view: FeatureView, keys: str, not_null: list[str], parts:
     return Fingerprints(parts, text)
 
 
-def _naive_utc(value: datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.isoformat(sep=" ")
+def _timestamp_sql(value: datetime) -> str:
+    """A SQL TIMESTAMP literal of ``value`` in naive UTC."""
+    return f"TIMESTAMP '{naive_utc(value).isoformat(sep=' ')}'"
