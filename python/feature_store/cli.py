@@ -102,12 +102,7 @@ def main(ctx: click.Context, redis_timeout: float | None, redis_retries: int | N
       fstore init                      add feature_store to your own dbt project
       fstore get user_order_features --entity user_id=42
     """
-    settings: dict[str, Any] = {}
-    if redis_timeout is not None:
-        settings.update(timeout=redis_timeout, connect_timeout=redis_timeout)
-    if redis_retries is not None:
-        settings["retries"] = redis_retries
-    ctx.obj = settings
+    ctx.obj = {"redis_timeout": redis_timeout, "redis_retries": redis_retries}
 
 
 # -- registry ----------------------------------------------------------------------------------
@@ -261,10 +256,11 @@ def validate(project, as_json):
 
 def online_store(registry: Registry, redis_url: str | None):
     """The registry's online store, with the group's --redis-timeout / --redis-retries."""
-    from feature_store.online import OnlineStore
+    from feature_store.online import OnlineStore, timeout_settings
 
-    ctx = click.get_current_context()
-    return OnlineStore.for_registry(registry, url=redis_url, **(ctx.find_root().obj or {}))
+    obj = click.get_current_context().find_root().obj or {}
+    return OnlineStore.for_registry(registry, url=redis_url,
+                                    **timeout_settings(obj.get("redis_timeout"), obj.get("redis_retries")))
 
 
 def _duration(value: str, name: str) -> float:
@@ -290,7 +286,8 @@ def wait_option(fn):
 
 def redis_option(fn):
     return click.option("--redis-url", default=None, envvar="FEATURE_STORE_REDIS_URL",
-                        help="Redis URL (redis:// or rediss://, password allowed); "
+                        help="Redis URL: redis://, redis+cluster://host:port[,…] or "
+                             "redis+sentinel://host:port/service[/db] (rediss… for TLS; passwords allowed); "
                              "default $FEATURE_STORE_REDIS_URL, else redis://localhost:6379/0.")(fn)
 
 

@@ -44,7 +44,7 @@ from feature_store.registry import Fallback, Feature, FeatureView, Registry, for
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["FieldStatus", "OnlineResponse", "OnlineStore", "ServerFacts", "get_online_features"]
+__all__ = ["FieldStatus", "OnlineResponse", "OnlineStore", "ServerFacts", "get_online_features", "timeout_settings"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 URL_ENV = "FEATURE_STORE_REDIS_URL"
@@ -101,6 +101,17 @@ _RENEW_LOCK = r"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+def timeout_settings(timeout: float | None = None, retries: int | None = None) -> dict[str, Any]:
+    """:class:`OnlineStore` arguments for one per-attempt timeout (connect and read) and a retry
+    budget, as ``fstore --redis-timeout/--redis-retries`` and ``FeatureStore`` take them; None keeps the default."""
+    settings: dict[str, Any] = {}
+    if timeout is not None:
+        settings.update(timeout=timeout, connect_timeout=timeout)
+    if retries is not None:
+        settings["retries"] = retries
+    return settings
 
 
 class OnlineStore:

@@ -48,11 +48,8 @@ class FeatureStore:
         self.target = target
         self.profiles_dir = profiles_dir
         self.redis_url = redis_url
-        self.redis_settings: dict[str, Any] = {}
-        if redis_timeout is not None:
-            self.redis_settings.update(timeout=redis_timeout, connect_timeout=redis_timeout)
-        if redis_retries is not None:
-            self.redis_settings["retries"] = redis_retries
+        self.redis_timeout = redis_timeout
+        self.redis_retries = redis_retries
         self.duckdb_config = duckdb_config
         self.wait = wait
         self.packages = tuple(packages)
@@ -107,9 +104,10 @@ class FeatureStore:
     def online_store(self) -> "OnlineStore":
         """The Redis online store for this project and target."""
         if self._online is None:
-            from feature_store.online import OnlineStore
+            from feature_store.online import OnlineStore, timeout_settings
 
-            self._online = OnlineStore.for_registry(self.registry, url=self.redis_url, **self.redis_settings)
+            self._online = OnlineStore.for_registry(self.registry, url=self.redis_url,
+                                                    **timeout_settings(self.redis_timeout, self.redis_retries))
         return self._online
 
     def materialize(self, views: Iterable[str] | None = None, **kwargs: Any) -> "SyncReport":
