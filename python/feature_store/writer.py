@@ -290,7 +290,7 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
     return EncodedWrite(kept, total - kept, head, stride, keys, args)
 
 
-# Bump when what a row stores for the same definition changes (the codec, the digest):
+# Bump when what a row stores for the same definition changes (the codec, the hash fields):
 # every view then reads in full once, and rewrites what differs.
 STORAGE_VERSION = "2"
 
