@@ -51,9 +51,8 @@
   Portable: for each view, a range join of the spine's (keys, t) to the view rows
   within [t - ttl, t], numbered newest first per (keys, t); keep number 1. Standard
   SQL only (no QUALIFY, no ASOF, dbt.dateadd for t - ttl), meant for Snowflake,
-  BigQuery and Trino (Postgres uses it for views without an index); on Spark pass
-  row_id, as its row_number() needs an ORDER BY and the added spine_row_number has
-  none. Our tests run it on DuckDB and Postgres.
+  BigQuery and Trino (Postgres uses it for views without an index). Our tests run it
+  on DuckDB and Postgres.
   Its cost grows with the rows per key inside the ttl window: fine for daily views
   with a ttl of days, slow for views with no ttl and a long history.
   With spine_time='constant' the same numbering runs over the view's rows inside the

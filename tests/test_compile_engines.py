@@ -10,9 +10,7 @@ columns, which is what it answers for a spine not built yet (the macro then skip
 column checks; see _pit_check_spine_columns in macros/point_in_time/resolve.sql).
 
 Every compiled statement must parse with sqlglot in the engine's dialect, and pass the
-type rules that can be checked on the text alone. Checks that today's macros fail are
-strict xfails naming the problem: they turn into failures once the macros are fixed,
-and the mark should then be removed.
+type rules that can be checked on the text alone.
 
 Needs the `engines` extra: pip install -e '.[test,engines]'.
 """
@@ -222,15 +220,7 @@ def test_parses_in_engine_dialect(compiled, engine, statement):
     assert len(trees) == 1 and isinstance(trees[0], exp.Query)
 
 
-_SPINE_ROW_NUMBER = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="default__point_in_time_join adds spine_row_number as `row_number() over ()` (no ORDER BY) when "
-           "row_id is not given (macros/point_in_time/render.sql, _pit_assemble): an error on Snowflake "
-           "(and Spark), an arbitrary numbering elsewhere")
-
-
-@pytest.mark.parametrize(("engine", "statement"), [
-    pytest.param(e, s, marks=_SPINE_ROW_NUMBER if s in TRAINING else ()) for e, s in CASES])
+@pytest.mark.parametrize(("engine", "statement"), CASES)
 def test_every_ranking_window_has_order_by(compiled, engine, statement):
     tree = _parse(engine, compiled(engine)[statement])[0]
     assert windows_without_order(tree) == []

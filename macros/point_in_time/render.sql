@@ -4,7 +4,7 @@
 
   Shape of every plan:
 
-    with __fs_input as (select *[, row_number() over () as spine_row_number] from <spine>),
+    with __fs_input as (select *[, row_number() over (order by <t>, <keys>) as spine_row_number] from <spine>),
          __fs_v1 as (<one row per distinct (keys, t) of the spine: the chosen feature row>),
          ...
     select __fs_input.*, __fs_v1.<feature> as <name>, ...
@@ -17,7 +17,7 @@
   the spine CTE once per reference and numbers its rows differently each time
   (BigQuery runs a non-recursive CTE once per reference,
   https://cloud.google.com/bigquery/docs/reference/standard-sql/query-syntax#with_clause ;
-  `row_number() over ()` has no defined order).
+  and rows tied in the numbering's order may get their numbers in any order).
   The equality join also makes NULL keys and NULL times match nothing, and keeps
   duplicate spine rows duplicates.
 
@@ -160,11 +160,26 @@
 {%- endmacro %}
 
 
+{#- The added row id: spine rows numbered in the order of their time and keys. Snowflake and
+    Spark refuse a ranking window without ORDER BY, and elsewhere `over ()` numbers in no
+    defined order; rows equal in time and every key are numbered in any order, which no
+    output can tell apart. -#}
+{% macro _pit_spine_numbering(plan) %}
+  {%- set order = [plan['timestamp']] -%}
+  {%- for view in plan['views'] -%}
+    {%- for key in view['keys'] if key not in order -%}
+      {%- do order.append(key) -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  row_number() over (order by {{ feature_store._pit_cols(order, '__fs_s') }}) as {{ adapter.quote(plan['row_id']) }}
+{%- endmacro %}
+
+
 {#- The whole query, given the rendered per-view CTE bodies (one per plan view).
     spine_hint goes between `as` and the spine CTE's body (e.g. `not materialized`). -#}
 {% macro _pit_assemble(plan, view_sql, spine_hint='') %}
 with __fs_input as {{ spine_hint ~ ' ' if spine_hint }}(
-    select *{% if plan['add_row_id'] %}, row_number() over () as {{ adapter.quote(plan['row_id']) }}{% endif %}
+    select *{% if plan['add_row_id'] %}, {{ feature_store._pit_spine_numbering(plan) }}{% endif %}
     from {{ plan['spine_sql'] }} as __fs_s
 )
 {%- for view in plan['views'] %},
