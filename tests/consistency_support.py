@@ -13,9 +13,10 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
-from feature_store import offline, warehouse
+from feature_store import offline
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
 from feature_store.registry import FeatureView, Registry
+from feature_store.warehouse import open_warehouse
 
 # A mismatch report names this many entities; the count says how many more there were.
 SHOWN = 5
@@ -32,13 +33,10 @@ def online_views(registry: Registry) -> list[FeatureView]:
 
 def entities(registry: Registry, view: FeatureView) -> pa.Table:
     """Every entity key that has a row in the view's warehouse table."""
-    keys = ", ".join(f'"{k}"' for k in view.join_keys)
-    not_null = " and ".join(f'"{k}" is not null' for k in view.join_keys)
-    con = warehouse.connect(registry)
-    try:
-        return con.sql(f"select distinct {keys} from {view.relation} where {not_null} order by {keys}").to_arrow_table()
-    finally:
-        con.close()
+    with open_warehouse(registry) as wh:
+        keys = ", ".join(wh.quote(k) for k in view.join_keys)
+        not_null = " and ".join(f"{wh.quote(k)} is not null" for k in view.join_keys)
+        return wh.fetch(f"select distinct {keys} from {view.relation} where {not_null} order by {keys}")
 
 
 def latest_event_ts(registry: Registry, view: FeatureView, as_of: datetime) -> dict[tuple, datetime | None]:
@@ -47,18 +45,15 @@ def latest_event_ts(registry: Registry, view: FeatureView, as_of: datetime) -> d
     Plain SQL on the view's table rather than the sync's own snapshot read, so the
     oracle does not share the code it checks.
     """
-    keys = ", ".join(f'"{k}"' for k in view.join_keys)
-    not_null = " and ".join(f'"{k}" is not null' for k in view.join_keys)
-    ts = f'"{view.timestamp}"'
-    con = warehouse.connect(registry)
-    try:
-        rows = con.execute(f"select {keys}, max({ts}) from {view.relation} where {not_null} and {ts} <= ? "
-                           f"group by {keys}",
-                           [as_of]).fetchall()
-    finally:
-        con.close()
+    with open_warehouse(registry) as wh:
+        keys = ", ".join(wh.quote(k) for k in view.join_keys)
+        not_null = " and ".join(f"{wh.quote(k)} is not null" for k in view.join_keys)
+        ts = wh.quote(view.timestamp)
+        rows = wh.fetch(f"select {keys}, max({ts}) as latest from {view.relation} where {not_null} "
+                        f"and {ts} <= timestamp '{as_of.isoformat(sep=' ')}' group by {keys}").to_pylist()
     n = len(view.join_keys)
-    return {tuple(r[:n]): (r[n] if view.ttl is None or r[n] >= as_of - view.ttl else None) for r in rows}
+    return {tuple(list(r.values())[:n]): (r["latest"] if view.ttl is None or r["latest"] >= as_of - view.ttl else None)
+            for r in rows}
 
 
 def expired_by_wall_clock(registry: Registry, view: FeatureView, synced_at: datetime, wall: datetime) -> set[tuple]:

@@ -21,7 +21,7 @@ import pytest
 from feature_store import FeatureStore
 from feature_store.errors import EntityDataFrameError, UnknownFeature, UnknownFeatureView, WarehouseError
 from feature_store.offline import get_historical_features
-from feature_store.warehouse import connect
+from feature_store.warehouse.duckdb import connect
 from feature_store.registry import Registry
 
 FSTORE = str(Path(sys.executable).parent / "fstore")

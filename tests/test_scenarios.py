@@ -31,14 +31,14 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
-
 from conftest import BIN, copy_project, run_dbt
 from consistency_support import check_all, latest_event_ts, online_views, utc_now
-from feature_store import warehouse
+
 from feature_store.errors import FeatureMissing, WarehouseError
 from feature_store.materialize import sync
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
 from feature_store.registry import Registry
+from feature_store.warehouse.duckdb import connect as connect_duckdb
 
 pytestmark = [pytest.mark.dbt, pytest.mark.redis,
               pytest.mark.filterwarnings("ignore:feature .* is deprecated:FutureWarning")]
@@ -102,7 +102,7 @@ class Scenario:
         return self.registry.view(name)
 
     def query(self, sql: str, params=()) -> list[tuple]:
-        con = warehouse.connect(self.registry)
+        con = connect_duckdb(self.registry)
         try:
             return con.execute(sql, list(params)).fetchall()
         finally:

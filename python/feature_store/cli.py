@@ -596,6 +596,7 @@ def status(project, redis_url, views, no_count, wait, as_json):
       fstore status --view user_txn_features --json
     """
     from feature_store.materialize import select_views
+    from feature_store.snapshot import count_entities
     from feature_store.writer import definition_digest
 
     registry = load_registry(project, quiet=as_json)
@@ -615,7 +616,7 @@ def status(project, redis_url, views, no_count, wait, as_json):
         }
         if not no_count:
             row["keys_in_redis"] = store.count_keys(view.name)
-            row["entities_offline"] = _count_entities(registry, view, _duration(wait, "--wait"))
+            row["entities_offline"] = count_entities(registry, view, wait=_duration(wait, "--wait"))
         rows.append(row)
     if as_json:
         _json(rows)
@@ -628,19 +629,6 @@ def status(project, redis_url, views, no_count, wait, as_json):
                       fmt(r["keys_written"]), fmt(r["keys_in_redis"]), fmt(r["entities_offline"]),
                       "[yellow]changed since[/yellow]" if r["definition_changed"] else "same")
     out.print(table)
-
-
-def _count_entities(registry: Registry, view: FeatureView, wait: float) -> int:
-    from feature_store.warehouse import connect
-
-    keys = ", ".join(f'"{k}"' for k in view.join_keys)
-    not_null = " AND ".join(f'"{k}" IS NOT NULL' for k in view.join_keys)
-    con = connect(registry, wait=wait)
-    try:
-        return con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {view.relation} "
-                           f"WHERE {not_null}) AS e").fetchall()[0][0]
-    finally:
-        con.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,12 +2,12 @@
 
 ``get_historical_features`` checks the entity dataframe (the spine), asks dbt to
 compile the ``feature_store.point_in_time_join`` macro for the requested features
-(cached), registers the spine in a read-only DuckDB connection and runs the SQL.
-There is no second copy of the join SQL in Python.
+(cached), loads the spine into the target's warehouse and runs the SQL there. There is
+no second copy of the join SQL in Python.
 
-Every read opens the warehouse (:func:`feature_store.warehouse.connect`), runs, fetches
-its whole result and closes it again, so a ``dbt build`` is kept waiting as briefly as
-possible.
+Every read opens the warehouse (:func:`feature_store.warehouse.open_warehouse`), runs,
+fetches its whole result and closes it again, so on DuckDB a ``dbt build`` is kept
+waiting as briefly as possible.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Iterable
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -36,7 +35,7 @@ from feature_store.registry import (
     output_names,
     type_kind,
 )
-from feature_store.warehouse import connect
+from feature_store.warehouse import open_warehouse
 
 __all__ = ["RetrievalJob", "get_historical_features", "null_rates"]
 
@@ -68,9 +67,10 @@ class _SqlSpine:
 class RetrievalJob:
     """A training-set query, run on the first ``to_arrow()`` / ``to_df()``.
 
-    The run opens the warehouse (waiting up to ``wait`` seconds for a writer, with
-    ``on_wait`` told about it, as :func:`connect`), fetches the whole result and closes
-    the file before returning, so a ``dbt build`` can start as soon as it has.
+    The run opens the warehouse (:func:`~feature_store.warehouse.open_warehouse`; on
+    DuckDB waiting up to ``wait`` seconds for a writer, with ``on_wait`` told about it),
+    fetches the whole result and closes the connection before returning, so a ``dbt
+    build`` can start as soon as it has.
     """
 
     registry: Registry
@@ -94,19 +94,17 @@ class RetrievalJob:
         return self.to_arrow().to_pandas()
 
     def _run(self) -> pa.Table:
-        con = connect(self.registry, self.duckdb_config, wait=self.wait, on_wait=self.on_wait)
-        try:
+        with open_warehouse(self.registry, self.duckdb_config, wait=self.wait, on_wait=self.on_wait) as wh:
             if isinstance(self.spine, pa.Table):
-                con.register(SPINE, self.spine)
+                wh.upload(SPINE, self.spine)
             else:
-                con.execute(f"CREATE TEMP VIEW {SOURCE} AS {self.spine.source}")
-                con.execute(f"CREATE TEMP VIEW {SPINE} AS {self.spine.select}")
-            query = f"SELECT * EXCLUDE ({ROW}, {TS}) FROM ({self.sql}) AS pit ORDER BY {ROW}"
-            return con.sql(query).to_arrow_table()
-        except duckdb.Error as exc:
-            raise WarehouseError(f"the training-set query failed: {exc}\n-- SQL:\n{self.sql}") from None
-        finally:
-            con.close()
+                wh.temp_view(SOURCE, self.spine.source)
+                wh.temp_view(SPINE, self.spine.select)
+            try:
+                table = wh.fetch(f"SELECT * FROM ({self.sql}) AS pit ORDER BY {ROW}")
+            except WarehouseError as exc:
+                raise WarehouseError(f"the training-set query failed: {exc}\n-- SQL:\n{self.sql}") from None
+        return table.drop_columns([ROW, TS])
 
 
 def get_historical_features(
@@ -145,7 +143,7 @@ def get_historical_features(
     short read of the warehouse.
 
     ``wait`` and ``on_wait`` apply to each opening of the warehouse file, as in
-    :func:`connect`. See docs/point-in-time.md for the exact point-in-time rule.
+    :func:`~feature_store.warehouse.open_warehouse`. See docs/point-in-time.md for the exact point-in-time rule.
     """
     if isinstance(features, str):
         features = [features]
@@ -343,11 +341,19 @@ _IDENTIFIER = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _RELATION = re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER}){{0,2}}")
 
 
-def _spine_source(entity_df: str) -> str:
-    """The SELECT reading a warehouse spine, once it is known to be a relation name or one SELECT."""
+def _spine_source(entity_df: str, engine: str) -> str:
+    """The SELECT reading a warehouse spine, once it is known to be a relation name or one SELECT.
+
+    On DuckDB the text is checked with DuckDB's own parser; other engines refuse several
+    statements in one prepared statement themselves.
+    """
     text = entity_df.strip()
     if _RELATION.fullmatch(text):
         return f"SELECT * FROM {text}"
+    if engine != "duckdb":
+        return text + "\n"  # a trailing `-- comment` must not swallow what follows
+    import duckdb
+
     try:
         statements = duckdb.extract_statements(text)
     except duckdb.Error as exc:
@@ -365,37 +371,36 @@ def _spine_source(entity_df: str) -> str:
 def _warehouse_spine(registry: Registry, entity_df: str, timestamp_column: str, duckdb_config: dict | None,
                      wait: float, on_wait: Callable[[str], None] | None) -> tuple[_SqlSpine, list[str]]:
     """The spine of a warehouse relation or SELECT, checked in one short read, and its columns."""
-    source = _spine_source(entity_df)
-    con = connect(registry, duckdb_config, wait=wait, on_wait=on_wait)
-    try:
+    with open_warehouse(registry, duckdb_config, wait=wait, on_wait=on_wait) as wh:
+        source = _spine_source(entity_df, wh.engine)
         try:
-            con.execute(f"CREATE TEMP VIEW {SOURCE} AS {source}")
-            desc = con.execute(f"DESCRIBE {SOURCE}").fetchall()
-        except duckdb.Error as exc:
+            wh.temp_view(SOURCE, source)
+            schema = wh.schema(f"SELECT * FROM {SOURCE}")
+        except WarehouseError as exc:
             raise EntityDataFrameError(f"entity_df {entity_df!r} is not a readable table or query: {exc}") from None
-        types = {row[0]: row[1].upper() for row in desc}
+        types = {f.name: f.type for f in schema}
         _check_reserved(types, f"entity_df {entity_df!r}")
         if timestamp_column not in types:
             raise EntityDataFrameError(
                 f"timestamp column {timestamp_column!r} is not in {entity_df} (columns: {', '.join(types)})")
-        ts_expr = f'"{timestamp_column}"'
-        if "TIME ZONE" in types[timestamp_column]:
-            ts_expr = f"({ts_expr} AT TIME ZONE 'UTC')"
-        elif types[timestamp_column] in ("VARCHAR", "TEXT"):
-            ts_expr = f"TRY_CAST({ts_expr} AS TIMESTAMP)"
-        nulls, bad = con.execute(
-            f'SELECT count(*) FILTER (WHERE "{timestamp_column}" IS NULL), '
-            f'count(*) FILTER (WHERE "{timestamp_column}" IS NOT NULL AND {ts_expr} IS NULL) FROM {SOURCE}'
-        ).fetchall()[0]
-    finally:
-        con.close()
+        column = wh.quote(timestamp_column)
+        ts_expr = wh.naive_utc(column, types[timestamp_column])
+        try:
+            nulls, bad = wh.fetch(
+                f"SELECT sum(CASE WHEN {column} IS NULL THEN 1 ELSE 0 END) AS nulls, "
+                f"sum(CASE WHEN {column} IS NOT NULL AND {ts_expr} IS NULL THEN 1 ELSE 0 END) AS bad "
+                f"FROM {SOURCE}").to_pylist()[0].values()
+        except WarehouseError as exc:
+            raise EntityDataFrameError(
+                f"timestamp column {timestamp_column!r} of {entity_df} does not read as timestamps: {exc}") from None
+        select = (f"SELECT *, {wh.spine_row_number(ts_expr)} AS {ROW}, CAST({ts_expr} AS TIMESTAMP) AS {TS} "
+                  f"FROM {SOURCE}")
     if nulls:
         raise EntityDataFrameError(
             f"{nulls} row(s) of {entity_df} have a NULL in timestamp column {timestamp_column!r}")
     if bad:
         raise EntityDataFrameError(
             f"{bad} row(s) of {entity_df} have a {timestamp_column!r} that is not a timestamp")
-    select = f"SELECT *, row_number() OVER () AS {ROW}, CAST({ts_expr} AS TIMESTAMP) AS {TS} FROM {SOURCE}"
     return _SqlSpine(source, select), list(types)
 
 

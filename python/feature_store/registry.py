@@ -377,7 +377,9 @@ def _read_yaml(path: Path, render_env: bool = False) -> dict:
 
 
 def _render_env(text: str) -> str:
-    """Resolve ``{{ env_var('NAME', 'default') }}`` the way dbt would, without Jinja."""
+    """Resolve ``{{ env_var('NAME', 'default') }}`` (and ``| as_number``-style filters, which
+    YAML's typing makes moot) for the few keys read here: type, path, target. Connections
+    read the profile through dbt itself (feature_store.warehouse.profile)."""
 
     def sub(m: re.Match) -> str:
         name, default = m.group(1), m.group(3)
@@ -387,16 +389,20 @@ def _render_env(text: str) -> str:
             raise ManifestError(f"profiles.yml uses env_var('{name}') but {name} is not set")
         return default
 
-    return re.sub(r"\{\{\s*env_var\(\s*['\"](\w+)['\"]\s*(,\s*['\"]([^'\"]*)['\"]\s*)?\)\s*\}\}", sub, text)
+    return re.sub(r"\{\{\s*env_var\(\s*['\"](\w+)['\"]\s*(,\s*['\"]([^'\"]*)['\"]\s*)?\)(\s*\|\s*\w+)*\s*\}\}",
+                  sub, text)
 
 
 @dataclass(frozen=True)
 class Target:
-    """The dbt target in use: its name and, for DuckDB, the warehouse file."""
+    """The dbt target in use: its name, adapter type, and for DuckDB the warehouse file;
+    ``profile`` and ``profiles_file`` say where it was read (dbt reads it again to connect)."""
 
     name: str
     type: str
     path: Path | None
+    profile: str = ""
+    profiles_file: Path | None = None
 
 
 def _load_target(project_dir: Path, profile: str, target: str | None, profiles_dir: Path | None) -> Target:
@@ -410,7 +416,7 @@ def _load_target(project_dir: Path, profile: str, target: str | None, profiles_d
             profiles = _read_yaml(path, render_env=True)
             break
     else:
-        return Target(name=target or "dev", type="unknown", path=None)
+        return Target(name=target or "dev", type="unknown", path=None, profile=profile)
     prof = _mapping(profiles.get(profile), path, profile)
     name = _text(target or os.environ.get("DBT_TARGET") or prof.get("target") or "dev", path, f"{profile}.target")
     outputs = _mapping(prof.get("outputs"), path, f"{profile}.outputs")
@@ -423,7 +429,8 @@ def _load_target(project_dir: Path, profile: str, target: str | None, profiles_d
     if db_path and db_path != ":memory:" and not os.path.isabs(db_path):
         db_path = project_dir / db_path
     adapter = _text(out.get("type", "unknown"), path, f"{profile}.outputs.{name}.type")
-    return Target(name=name, type=adapter, path=Path(db_path) if db_path else None)
+    return Target(name=name, type=adapter, path=Path(db_path) if db_path else None, profile=profile,
+                  profiles_file=path)
 
 
 # dbt writes manifest.json in place: a reader that lands mid-write sees a cut-off file.

@@ -1,7 +1,8 @@
 """The sync's read of the warehouse: what changed in a view, and the latest row per entity.
 
-Two questions, answered in one connection (DuckDB lets no writer in while it is open,
-so both answers describe the same data):
+Two questions, answered in one connection to the warehouse, so both answers describe the
+same data (DuckDB lets no writer in while it is open; PostgreSQL reads in one REPEATABLE
+READ transaction):
 
 * **What may have changed since the last sync?** :class:`Fingerprints` split the view's
   entities into hash partitions and digest each partition's rows (every column the
@@ -15,6 +16,9 @@ so both answers describe the same data):
 * **The latest row per entity as of a time**: the point-in-time macro with a spine of
   the entities to read, so online values come from the one definition.
 
+The SQL that differs between engines (the hashes) comes from the macros in
+macros/sync.sql, compiled by dbt with the point-in-time join in one call.
+
 The rows are spooled to Parquet files in a temporary folder and the connection is
 closed before anything is written to Redis: the file is held for the queries alone,
 not while Redis works, so a ``dbt build`` scheduled after the sync starts is kept
@@ -23,6 +27,7 @@ waiting as briefly as possible.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -31,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -40,9 +46,9 @@ from feature_store.registry import SPINE_RELATION as SPINE
 from feature_store.registry import SPINE_ROW as ROW
 from feature_store.registry import SPINE_TS as TS
 from feature_store.registry import FeatureView, Registry
-from feature_store.warehouse import connect
+from feature_store.warehouse import Warehouse, open_warehouse
 
-__all__ = ["Fingerprints", "SnapshotReader", "snapshot"]
+__all__ = ["Fingerprints", "SnapshotReader", "count_entities", "snapshot"]
 
 # Entities per snapshot query: DuckDB's join memory grows with the entities it joins at
 # once, so a large view is read in hash partitions of about this many (one after another).
@@ -53,8 +59,6 @@ PARTITION_KEYS = 100_000
 ENTITIES_PER_PART = 2
 MAX_PARTS = 65_536
 _EMPTY = "0" * 16
-_CHANGED = "__fs_changed"
-_DIGESTS = "__fs_digests"
 _KEYS = "__fs_keys"
 
 
@@ -62,9 +66,8 @@ _KEYS = "__fs_keys"
 class Fingerprints:
     """A digest per hash partition of a view's entities, back to back: 16 hex digits each.
 
-    Partition ``p`` holds the entities with ``hash(keys) % parts = p``; its digest is a
-    hash of its row count and of the sum of its rows' hashes (a sum, not an xor:
-    replacing two equal rows by two other equal rows changes a sum).
+    Partition ``p`` holds the entities with ``entity_hash(keys) mod parts = p``; its digest
+    is a hash of its row count and of the sum of its rows' hashes (macros/sync.sql).
     """
 
     parts: int
@@ -141,93 +144,113 @@ def snapshot(
 
     The batches carry the join keys, the features, ``__event_ts`` and ``__created_ts``; a
     NULL ``__event_ts`` marks an entity whose latest row is already older than the ttl
-    (expired on arrival). Rows come in no particular order. ``wait``/``on_wait``: how
-    long to wait for a ``dbt build`` that holds the DuckDB file, and how to say so.
+    (expired on arrival). Rows come in no particular order. The read runs on the target's
+    warehouse (:func:`feature_store.warehouse.open_warehouse`); ``wait``/``on_wait``: how
+    long to wait for a ``dbt build`` that holds a DuckDB file, and how to say so.
     """
     view = registry.view(view_name)
     as_of_sql = _timestamp_sql(as_of)
-    keys = ", ".join(f'"{k}"' for k in view.join_keys)
-    not_null = [f'"{k}" IS NOT NULL' for k in view.join_keys]
-    where = not_null + [f'"{view.timestamp}" <= {as_of_sql}']
+    if previous is not None:
+        parts = previous[0].parts
+    else:
+        parts = choose_parts(count_entities(registry, view, duckdb_config, wait=wait, on_wait=on_wait))
+    # Compiled before the read opens the warehouse: a DuckDB file stays free for `dbt build`
+    # while dbt starts up.
     began = time.perf_counter()
-    sql = compile_call(registry, macro_call(
-        "point_in_time_join", spine=SPINE, timestamp=TS, features=[view.name], full_feature_names=False,
-        row_id=ROW, include_timestamps=True, spine_time="constant",
-    ))
+    queries = _queries(registry, view, parts)
     compiled = time.perf_counter() - began
-    cols = ", ".join([f'"{c}"' for c in (*view.join_keys, *view.feature_names)]
-                     + [f'"{view.name}__event_timestamp" AS __event_ts',
-                        f'"{view.name}__created_timestamp" AS __created_ts'])
     folder = Path(tempfile.mkdtemp(prefix=f"fstore-{view.name}-"))
-    con = connect(registry, duckdb_config, wait=wait, on_wait=on_wait)
+    wh = open_warehouse(registry, duckdb_config, wait=wait, on_wait=on_wait)
     try:
+        q = wh.quote
+        keys = ", ".join(q(k) for k in view.join_keys)
+        where = [f"{q(k)} IS NOT NULL" for k in view.join_keys] + [f"{q(view.timestamp)} <= {as_of_sql}"]
+        entity_hash = queries["entity_hash"]
         fingerprints = None
         if since is not None:
             changed_col = view.created_timestamp or view.timestamp
             since_sql = _timestamp_sql(since)
             # A row known before the chunk but with an event time inside it was not live then.
-            where.append(f'("{changed_col}" > {since_sql} OR "{view.timestamp}" > {since_sql})')
+            where.append(f"({q(changed_col)} > {since_sql} OR {q(view.timestamp)} > {since_sql})")
             plan = f"rows changed after {since_sql[10:]}"
         else:
-            parts = previous[0].parts if previous else None
-            if parts is None:
-                entities = con.execute(
-                    f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {view.relation} "
-                    f"WHERE {' AND '.join(not_null)}) AS e").fetchall()[0][0]
-                parts = choose_parts(entities)
-            fingerprints = _fingerprints(con, view, keys, not_null, parts)
+            fingerprints = _fingerprints(wh, queries["fingerprints"], parts)
             plan = "every entity"
             if previous is not None:
                 old, old_as_of = previous
+                changed = _changed_parts(old, fingerprints)
                 if naive_utc(old_as_of) > naive_utc(as_of):
                     plan = "every entity (as of a time before the last sync's)"
+                elif 2 * len(changed) > parts:
+                    plan = f"every entity ({len(changed)} of {parts} partitions changed)"
                 else:
-                    # Compared in the warehouse: no Python loop over tens of thousands of digests.
-                    con.execute(f"CREATE TEMP TABLE {_CHANGED} AS SELECT p FROM {_DIGESTS} "
-                                f"WHERE d <> substr($1, p * 16 + 1, 16)", [old.text])
-                    changed = con.execute(f"SELECT count(*) FROM {_CHANGED}").fetchall()[0][0]
-                    where.append(f"((hash({keys}) % {parts}) IN (SELECT p FROM {_CHANGED}) "
-                                 f"OR \"{view.timestamp}\" > {_timestamp_sql(old_as_of)})")
-                    plan = (f"{changed} of {parts} partitions changed, and rows timed after "
+                    in_changed = (f"mod({entity_hash}, {parts}) IN ({', '.join(map(str, changed))})"
+                                  if changed else "1 = 0")
+                    where.append(f"({in_changed} OR {q(view.timestamp)} > {_timestamp_sql(old_as_of)})")
+                    plan = (f"{len(changed)} of {parts} partitions changed, and rows timed after "
                             f"{_timestamp_sql(old_as_of)[10:]}")
 
         # The entities to read, found once (one scan) and counted: the sync's ETA. Row ids
         # must be unique: the join may match its per-view results back on them.
-        con.execute(f"CREATE TEMP TABLE {_KEYS} AS SELECT DISTINCT {keys}, {as_of_sql} AS {TS} "
-                    f"FROM {view.relation} WHERE {' AND '.join(where)}")
-        total = con.execute(f"SELECT count(*) FROM {_KEYS}").fetchall()[0][0]
+        wh.temp_table(_KEYS, f"SELECT DISTINCT {keys}, {as_of_sql} AS {TS} FROM {view.relation} "
+                             f"WHERE {' AND '.join(where)}")
+        total = wh.scalar(f"SELECT count(*) FROM {_KEYS}")
         chunks = max(1, -(-total // partition_keys))
+        cols = ", ".join([q(c) for c in (*view.join_keys, *view.feature_names)]
+                         + [f"{q(view.name + '__event_timestamp')} AS __event_ts",
+                            f"{q(view.name + '__created_timestamp')} AS __created_ts"])
         files = []
         for c in range(chunks if total else 0):
-            part = "" if chunks == 1 else f" WHERE hash({keys}) % {chunks} = {c}"
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {SPINE} AS "
-                        f"SELECT *, row_number() OVER () AS {ROW} FROM {_KEYS}{part}")
+            part = "" if chunks == 1 else f" WHERE mod({entity_hash}, {chunks}) = {c}"
+            wh.temp_view(SPINE, f"SELECT *, row_number() OVER (ORDER BY {keys}) AS {ROW} FROM {_KEYS}{part}")
             path = folder / f"part-{c}.parquet"
-            con.execute(f"COPY (SELECT {cols} FROM ({sql}) AS pit) TO '{path}' (FORMAT parquet)")
+            wh.spool(f"SELECT {cols} FROM ({queries['latest']}) AS pit", path)
             files.append(path)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     finally:
-        con.close()
+        wh.close()
     reader = SnapshotReader(folder, files, batch_rows, total, fingerprints, plan)
     reader.compile_seconds = compiled
     return reader
 
 
-def _fingerprints(con, view: FeatureView, keys: str, not_null: list[str], parts: int) -> Fingerprints:
-    """Partition digests of every row of ``view`` (one scan), also kept in a temp table for comparing."""
+def count_entities(registry: Registry, view: FeatureView, duckdb_config: dict | None = None, *,
+                   wait: float = 0.0, on_wait: Callable[[str], None] | None = None) -> int:
+    """The number of entities (distinct non-NULL keys) of ``view`` in the warehouse."""
+    with open_warehouse(registry, duckdb_config, wait=wait, on_wait=on_wait) as wh:
+        keys = ", ".join(wh.quote(k) for k in view.join_keys)
+        not_null = " AND ".join(f"{wh.quote(k)} IS NOT NULL" for k in view.join_keys)
+        return wh.scalar(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {view.relation} WHERE {not_null}) AS e")
+
+
+def _queries(registry: Registry, view: FeatureView, parts: int) -> dict[str, str]:
+    """The view's sync SQL from the ``feature_store.sync_queries`` macro (compiled once, cached)."""
     columns = [*view.join_keys, view.timestamp, *([view.created_timestamp] if view.created_timestamp else []),
                *view.feature_names]
-    row_hash = "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"
-    con.execute(
-        f"CREATE TEMP TABLE {_DIGESTS} AS SELECT r.range AS p, coalesce(f.d, '{_EMPTY}') AS d FROM range({parts}) r "
-        f"LEFT JOIN (SELECT hash({keys}) % {parts} AS p, format('{{:016x}}', hash(count(*), sum({row_hash}))) AS d "
-        f"FROM {view.relation} WHERE {' AND '.join(not_null)} GROUP BY p) f ON f.p = r.range")
-    text = con.execute(f"SELECT string_agg(d, '' ORDER BY p) FROM {_DIGESTS}").fetchall()[0][0]
-    return Fingerprints(parts, text)
+    text = compile_call(registry, macro_call(
+        "sync_queries", view=view.name, relation=view.relation, keys=list(view.join_keys), columns=columns,
+        parts=parts, spine=SPINE, timestamp=TS, row_id=ROW))
+    return json.loads(text)
+
+
+def _fingerprints(wh: Warehouse, sql: str, parts: int) -> Fingerprints:
+    """Partition digests of every row of the view (one scan); partitions without rows get the empty digest."""
+    table = wh.fetch(sql)
+    digests = np.full(parts, _EMPTY.encode(), dtype="S16")
+    p = table.column("p").to_numpy(zero_copy_only=False).astype(np.int64)
+    digests[p] = np.array(table.column("d").to_pylist(), dtype="S16")
+    return Fingerprints(parts, digests.tobytes().decode())
+
+
+def _changed_parts(old: Fingerprints, new: Fingerprints) -> list[int]:
+    """The partitions whose digests differ (compared as arrays: no Python loop over 65,536 digests)."""
+    before = np.frombuffer(old.text.encode(), dtype="S16")
+    after = np.frombuffer(new.text.encode(), dtype="S16")
+    return np.flatnonzero(before != after).tolist()
 
 
 def _timestamp_sql(value: datetime) -> str:
-    """A SQL TIMESTAMP literal of ``value`` in naive UTC."""
+    """A SQL TIMESTAMP literal of ``value`` in naive UTC (standard SQL: every engine reads it)."""
     return f"TIMESTAMP '{naive_utc(value).isoformat(sep=' ')}'"
