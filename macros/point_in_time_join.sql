@@ -50,9 +50,9 @@
 {#-
   Portable: for each view, a range join of the spine's (keys, t) to the view rows
   within [t - ttl, t], numbered newest first per (keys, t); keep number 1. Standard
-  SQL only (no QUALIFY, no ASOF, dbt.dateadd for t - ttl), meant for Snowflake,
-  BigQuery and Trino (Postgres uses it for views without an index). Our tests run it
-  on DuckDB and Postgres.
+  SQL only (no QUALIFY, no ASOF, feature_store.timestamp_minus_seconds for t - ttl):
+  the plan on BigQuery, Trino and Spark (Postgres uses it for views without an index,
+  Snowflake under as_of_created). Our tests run it on DuckDB, Postgres and Spark.
   Its cost grows with the rows per key inside the ttl window: fine for daily views
   with a ttl of days, slow for views with no ttl and a long history.
   With spine_time='constant' the same numbering runs over the view's rows inside the

@@ -22,6 +22,7 @@ Needs the `engines` extra: pip install -e '.[test,engines]'.
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import socket
@@ -68,14 +69,21 @@ def _feature_views() -> dict[str, dict]:
 FEATURE_VIEWS = _feature_views()
 # The feature views the sync serves (online not false).
 SYNC_VIEWS = sorted(name for name, meta in FEATURE_VIEWS.items() if meta.get("online", True) is not False)
-STATEMENTS = [*TRAINING, *(f"sync:{v}" for v in SYNC_VIEWS)]
+# Point-in-time statements (the training models and each view's latest-row read), and the
+# sync's fingerprint query per view.
+JOINS = [*TRAINING, *(f"sync:{v}" for v in SYNC_VIEWS)]
+STATEMENTS = [*JOINS, *(f"fingerprints:{v}" for v in SYNC_VIEWS)]
 
 
 def sync_call(view: str) -> str:
-    """The call feature_store.snapshot compiles for one view (same arguments, same names)."""
-    return macro_call("point_in_time_join", spine="__fs_spine", timestamp="__fs_ts", features=[view],
-                      full_feature_names=False, row_id="__fs_row", include_timestamps=True,
-                      spine_time="constant")
+    """The call feature_store.snapshot compiles for one view (its macro and argument names;
+    the columns hashed are the view's keys and times, its features left out)."""
+    meta = FEATURE_VIEWS[view]
+    columns = [*meta["keys"], meta["timestamp"], *([meta["created_timestamp"]]
+                                                         if meta.get("created_timestamp") else [])]
+    call = macro_call("sync_queries", view=view, relation="RELATION", keys=meta["keys"], columns=columns,
+                      parts=1024, spine="__fs_spine", timestamp="__fs_ts", row_id="__fs_row")
+    return call.replace("'RELATION'", f"ref('{view}')")  # the relation as dbt names it on the engine
 
 
 def _adapter_class(engine: str):
@@ -132,7 +140,9 @@ def _compile_engine(engine: str, workdir: Path) -> dict[str, str]:
                 sql[r.node.name] = r.node.compiled_code
         for view in SYNC_VIEWS:
             result = _invoke(["compile", "--inline", sync_call(view), *common])
-            sql[f"sync:{view}"] = result.result.results[0].node.compiled_code
+            queries = json.loads(result.result.results[0].node.compiled_code)
+            sql[f"sync:{view}"] = queries["latest"]
+            sql[f"fingerprints:{view}"] = queries["fingerprints"]
     return sql
 
 
@@ -304,7 +314,7 @@ def test_compiles_every_statement(compiled, engine):
     assert sorted(sql) == sorted(STATEMENTS)
     for name, text in sql.items():
         assert "point_in_time_join" not in text and "__fs_parsing" not in text, name
-        assert "row_number()" in text.lower(), name
+        assert ("row_number()" in text.lower()) == (name in JOINS), name
 
 
 @pytest.mark.parametrize(("engine", "statement"), CASES)
@@ -321,13 +331,13 @@ def test_every_ranking_window_has_order_by(compiled, engine, statement):
 
 # Every statement reads a view with a ttl (user_order_features 2d, user_txn_features 10m), so
 # every one has the floor; test_bigquery_ttl_floor_is_compiled keeps that true.
-@pytest.mark.parametrize("statement", STATEMENTS)
+@pytest.mark.parametrize("statement", JOINS)
 def test_bigquery_no_datetime_timestamp_mix(compiled, statement):
     tree = _parse("bigquery", compiled("bigquery")[statement])[0]
     assert datetime_mixed_with_timestamp(tree) == []
 
 
-@pytest.mark.parametrize("statement", STATEMENTS)
+@pytest.mark.parametrize("statement", JOINS)
 def test_bigquery_ttl_floor_is_compiled(compiled, statement):
     """Every statement reads a view with a ttl, so the BigQuery check above has a floor to look at."""
     tree = _parse("bigquery", compiled("bigquery")[statement])[0]
