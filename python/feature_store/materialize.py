@@ -232,7 +232,7 @@ def sync(
         raise ValueError(f"chunk must be a positive duration, got {chunk}")
     chosen = select_views(registry, views, select)
     if source is None:
-        from feature_store.snapshot import snapshot  # duckdb: only when syncing from the warehouse
+        from feature_store.snapshot import snapshot  # the warehouse's drivers: only when syncing from it
 
         source = snapshot
     store.ping()  # fail before any warehouse work when Redis is unreachable

@@ -48,9 +48,8 @@ def connect(registry: Registry, config: dict | None = None, *, wait: float = 0.0
     """
     path = registry.target.path
     if registry.target.type != "duckdb" or path is None:
-        raise WarehouseError(
-            f"target {registry.target.name!r} is a {registry.target.type} target; the Python API reads DuckDB "
-            "targets (on other engines, build training sets as dbt models with feature_store.point_in_time_join)")
+        raise WarehouseError(f"target {registry.target.name!r} is not a DuckDB file; open it with "
+                             "feature_store.warehouse.open_warehouse")
     if not path.exists():
         raise WarehouseError(f"warehouse file {path} does not exist; run `dbt build` first")
     start = time.monotonic()
