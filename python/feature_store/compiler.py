@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from contextlib import contextmanager, redirect_stdout
+from contextlib import chdir, redirect_stdout
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,17 +28,6 @@ __all__ = ["check_package_version", "compile_call", "macro_call", "parse_project
 _memo: dict[str, str] = {}
 
 
-@contextmanager
-def _in_dir(path: Path):
-    # dbt-duckdb resolves a relative database path against the working directory.
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def _invoke(project_dir: Path, args: list[str], target: str | None, profiles_dir: Path | None):
     from dbt.cli.main import dbtRunner  # heavy: only when something must be (re)compiled
 
@@ -46,7 +35,8 @@ def _invoke(project_dir: Path, args: list[str], target: str | None, profiles_dir
     if target:
         cli += ["--target", target]
     out = io.StringIO()
-    with _in_dir(project_dir), redirect_stdout(out):
+    # dbt-duckdb resolves a relative database path against the working directory.
+    with chdir(project_dir), redirect_stdout(out):
         result = dbtRunner().invoke(cli)
     return result, out.getvalue()
 

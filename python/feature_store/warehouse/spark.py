@@ -20,8 +20,7 @@ DB-API path (:mod:`feature_store.warehouse.dbapi`).
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
+from contextlib import chdir
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -112,16 +111,6 @@ class SparkWarehouse(Warehouse):
             raise WarehouseError(f"Spark: {_message(exc)}") from None
 
 
-@contextmanager
-def _in_dir(path: Path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def _start_session(project_dir: Path, parameters: dict[str, str]):
     """A Hive-enabled SparkSession with ``parameters``, its JVM started in ``project_dir``."""
     try:
@@ -131,7 +120,7 @@ def _start_session(project_dir: Path, parameters: dict[str, str]):
     builder = SparkSession.builder.enableHiveSupport()
     for name, value in parameters.items():
         builder = builder.config(name, value)
-    with _in_dir(project_dir):  # the JVM resolves relative paths against its start directory
+    with chdir(project_dir):  # the JVM resolves relative paths against its start directory
         try:
             return builder.getOrCreate()
         except Exception as exc:  # noqa: BLE001 - a JVM that cannot start raises several kinds
