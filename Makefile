@@ -1,6 +1,6 @@
 # The two commands that matter: `make demo` and `make test`. Both set up everything
-# they need from nothing (a venv, the package, redis-server and the PostgreSQL server from
-# apt when missing).
+# they need from nothing (a venv, the package, redis-server, the PostgreSQL server and a
+# Java runtime for Spark from apt when missing).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,17 +9,17 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install redis postgres demo test lint test-compat bench seeds clean
+.PHONY: install redis postgres java demo test lint test-compat bench seeds clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 	  echo "python3 -m venv failed; installing python3-venv"; \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,engines]'
+	$(BIN)/python -m pip install -q -e '.[test,engines,spark]'
 	@touch $@
 
-install: $(STAMP) redis postgres
+install: $(STAMP) redis postgres java
 
 redis:
 	@command -v redis-server >/dev/null || { \
@@ -34,6 +34,15 @@ postgres:
 	  >/dev/null 2>&1 || { \
 	  echo "Installing postgresql from apt..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+# The Spark tests (tests/test_spark.py) run dbt-spark's session method and PySpark, which
+# start a local JVM: Spark 4.0 needs Java 17 or later. Slim Debian images leave out
+# /usr/share/man, where the package's post-install links java's man page, and fail without it.
+java:
+	@command -v java >/dev/null || { \
+	  echo "Installing openjdk-17-jre-headless from apt..."; \
+	  mkdir -p /usr/share/man/man1 && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
 demo: install
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
