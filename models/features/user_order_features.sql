@@ -98,16 +98,20 @@ windowed as (
 
 )
 
-{#- `double precision`, the SQL standard's name, is DOUBLE on DuckDB and float8 on Postgres, which has
-    no type `double` (https://www.postgresql.org/docs/current/datatype-numeric.html#DATATYPE-FLOAT);
-    `float` would be 4 bytes on DuckDB (https://duckdb.org/docs/stable/sql/data_types/numeric). -#}
+{#- An 8-byte float. `double precision`, the SQL standard's name, is DOUBLE on DuckDB and float8 on
+    Postgres, which has no type `double` (https://www.postgresql.org/docs/current/datatype-numeric.html#DATATYPE-FLOAT);
+    Spark SQL does not parse it and calls the type DOUBLE
+    (https://spark.apache.org/docs/latest/sql-ref-datatypes.html). `float`, and so dbt.type_float(),
+    would be 4 bytes on DuckDB (https://duckdb.org/docs/stable/sql/data_types/numeric) and on Spark.
+    _features.yml declares the same type. -#}
+{%- set double = 'double' if target.type == 'spark' else 'double precision' %}
 select
     cast(user_id as bigint) as user_id,
     cast({{ dbt.dateadd('day', 1, 'date_day') }} as {{ dbt.type_timestamp() }}) as event_ts,
     cast(orders_7d as bigint) as user_7d_orders,
     cast(orders_lifetime as bigint) as user_lifetime_orders,
-    cast(amount_30d as double precision) / nullif(orders_30d, 0) as user_avg_basket_30d,
-    cast(raw_amount_30d as double precision) / nullif(raw_orders_30d, 0) as user_avg_basket_30d_legacy,
+    cast(amount_30d as {{ double }}) / nullif(orders_30d, 0) as user_avg_basket_30d,
+    cast(raw_amount_30d as {{ double }}) / nullif(raw_orders_30d, 0) as user_avg_basket_30d_legacy,
     cast(last_order_ts as {{ dbt.type_timestamp() }}) as last_order_ts,
     {{ feature_store.data_now() }} as computed_at
 from windowed
