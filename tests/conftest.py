@@ -163,3 +163,25 @@ def postgres_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_env(tmp_path_factory):
+    """Apache Spark for the session (:class:`spark_support.SparkEnv`): one temporary
+    FEATURE_STORE_SPARK_DIR (warehouse and Derby metastore) for profiles.yml's `spark` output.
+
+    ``.dbt(project, *args)`` runs dbt with it (dbt-spark's session method starts the JVM inside
+    that subprocess); ``.session()`` then opens this process's SparkSession on the same tables,
+    after which dbt may not run on Spark again (Derby: one JVM at a time).
+    """
+    from spark_support import SparkEnv, SparkUnavailable, check_installed
+
+    try:
+        check_installed()
+    except SparkUnavailable as exc:
+        pytest.fail(str(exc))
+    env = SparkEnv(tmp_path_factory.mktemp("spark"))
+    try:
+        yield env
+    finally:
+        env.stop()
