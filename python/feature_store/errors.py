@@ -12,7 +12,8 @@
     ├── CompileError             dbt could not compile one of our macros
     ├── WarehouseError           the warehouse could not be opened or queried (e.g. locked by `dbt build`)
     ├── OnlineStoreError         Redis unreachable or answering unexpectedly
-    └── FeatureMissing           a gated feature has no live value for an entity
+    ├── FeatureMissing           a gated feature has no live value for an entity
+    └── PushRejected             pushed rows that do not fit their view (names the row and column); nothing written
 
 Messages name what is wrong, where (model, column, meta key, value) and the next step.
 """
@@ -86,3 +87,16 @@ class FeatureMissing(FeatureStoreError, LookupError):
             f"feature {feature} is gated and has no value for {keys} ({reason}); "
             "the caller must not score without it"
         )
+
+
+class PushRejected(FeatureStoreError):
+    """Pushed rows that do not fit their feature view; nothing of the request was written.
+
+    ``row`` is the index of the offending row in the request (``None`` for a problem of the
+    request as a whole, such as an unknown or offline view); ``field`` the offending column, if any.
+    """
+
+    def __init__(self, message: str, *, row: int | None = None, field: str | None = None):
+        self.row = row
+        self.field = field
+        super().__init__(message)
