@@ -196,8 +196,8 @@ def test_2_feature_sql_edit_reaches_redis_without_full_refresh(scenario):
         before = scenario.query(stamps)
         # Rounding: a typical "fix the feature" edit that keeps every row and its timestamps.
         edit(scenario.project / "models/features/user_order_features.sql",
-             "cast(amount_30d as double precision) / nullif(orders_30d, 0) as user_avg_basket_30d",
-             "round(cast(amount_30d as double precision) / nullif(orders_30d, 0), 1) as user_avg_basket_30d")
+             "cast(amount_30d as {{ double }}) / nullif(orders_30d, 0) as user_avg_basket_30d,",
+             "round(cast(amount_30d as {{ double }}) / nullif(orders_30d, 0), 1) as user_avg_basket_30d,")
         scenario.dbt("run", "--select", "user_order_features")
         assert scenario.query(stamps) == before, "the edit was meant to keep event_ts and computed_at"
 
@@ -301,8 +301,8 @@ def test_6_sync_while_dbt_build_runs(scenario):
         # The build running under the syncs changes values (the step-2 rounding, one digit
         # finer) at the same timestamps, so the last sync has something to carry.
         edit(scenario.project / "models/features/user_order_features.sql",
-             "round(cast(amount_30d as double precision) / nullif(orders_30d, 0), 1) as user_avg_basket_30d",
-             "round(cast(amount_30d as double precision) / nullif(orders_30d, 0), 2) as user_avg_basket_30d")
+             "round(cast(amount_30d as {{ double }}) / nullif(orders_30d, 0), 1) as user_avg_basket_30d,",
+             "round(cast(amount_30d as {{ double }}) / nullif(orders_30d, 0), 2) as user_avg_basket_30d,")
         for attempt in range(1, BUILD_ATTEMPTS + 1):
             build = subprocess.Popen(
                 [str(BIN / "dbt"), "build", "--profiles-dir", str(scenario.project)],
