@@ -631,5 +631,55 @@ def status(project, redis_url, views, no_count, wait, as_json):
     out.print(table)
 
 
+# -- serve -----------------------------------------------------------------------------------------
+
+
+@main.command()
+@project_options
+@redis_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs tokens (--tokens-file).")
+@click.option("--port", default=6566, show_default=True, type=click.IntRange(0, 65535), help="Port (Feast's default).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: one per core).")
+@click.option("--tokens-file", default=None, envvar="FEATURE_STORE_TOKENS_FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Bearer tokens and their scopes (YAML; see docs/server.md); else $FEATURE_STORE_TOKENS.")
+@click.option("--landing-dir", default=None, envvar="FEATURE_STORE_LANDING_DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help='Where /push lands rows for dbt (default: the project\'s var "feature_store:push_dir", else push/).')
+@click.option("--max-entities", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Most entities per read (and rows per push); more answers 422.")
+@click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(min=1024),
+              help="Largest request body; larger answers 413.")
+@click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log).")
+def serve(project, redis_url, host, port, workers, tokens_file, landing_dir, max_entities, max_body_bytes,
+          access_log):
+    """Serve features over HTTP: Feast-compatible reads, push, catalogue, health, metrics.
+
+    Reads the manifest `dbt build` wrote (and again whenever it changes) and the Redis
+    `fstore sync` fills. The API, tokens and errors: docs/server.md, or /docs once running.
+
+    \b
+    Examples:
+      fstore serve
+      fstore serve --host 0.0.0.0 --tokens-file tokens.yml --workers 4
+      curl -s localhost:6566/get-online-features \\
+        -d '{"features": ["user_order_features:user_7d_orders"], "entities": {"user_id": [42]}}'
+    """
+    from feature_store.server import ServerConfig, run
+
+    project_dir, profiles_dir, target = project
+    obj = click.get_current_context().find_root().obj or {}
+    config = ServerConfig(
+        project_dir=str(Path(project_dir).resolve()), target=target,
+        profiles_dir=str(Path(profiles_dir).resolve()) if profiles_dir else None, redis_url=redis_url,
+        redis_timeout=obj.get("redis_timeout"), redis_retries=obj.get("redis_retries"),
+        tokens_file=str(tokens_file) if tokens_file else None,
+        landing_dir=str(Path(landing_dir).resolve()) if landing_dir else None,
+        max_entities=max_entities, max_body_bytes=max_body_bytes)
+    err.print(f"Serving {config.project_dir} on http://{host}:{port} (docs at /docs)")
+    run(config, host=host, port=port, workers=workers, access_log=access_log)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

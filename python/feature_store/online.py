@@ -15,6 +15,8 @@ checks), and imports pyarrow only when writing.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
 import time
 import warnings
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, Mapping
 
 import redis
 from redis.cluster import RedisCluster
@@ -44,7 +46,10 @@ from feature_store.registry import Fallback, Feature, FeatureView, Registry, for
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["FieldStatus", "OnlineResponse", "OnlineStore", "ServerFacts", "get_online_features", "timeout_settings"]
+__all__ = [
+    "FieldStatus", "OnlineResponse", "OnlineStore", "ServerFacts", "get_online_features", "get_online_features_async",
+    "timeout_settings",
+]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 URL_ENV = "FEATURE_STORE_REDIS_URL"
@@ -85,6 +90,74 @@ class ServerFacts:
     def can_evict(self) -> bool:
         """Whether this server may evict feature keys when it runs out of memory."""
         return self.maxmemory > 0 and self.policy != "noeviction"
+
+
+def _async_redis_client(url: str, *, timeout: float, connect_timeout: float) -> Any:
+    """:func:`~feature_store.connection.redis_client` for ``redis.asyncio``: the same URL forms, options
+    and timeouts, one attempt per command (the caller retries), Sentinel checked as often."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+    from redis.backoff import NoBackoff
+
+    from feature_store import connection
+
+    def no_retry() -> AsyncRetry:
+        return AsyncRetry(NoBackoff(), 0)
+
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in ("redis", "rediss", "unix"):
+        try:
+            return aioredis.Redis.from_url(url, retry=no_retry(), socket_connect_timeout=connect_timeout,
+                                           socket_timeout=timeout)
+        except (ValueError, TypeError) as exc:
+            raise connection._bad_url(url, str(exc)) from None
+    spec = connection._parse(url)
+    options = {"socket_timeout": timeout, "socket_connect_timeout": connect_timeout, **spec.options}
+    if spec.kind == "cluster":
+        extra: dict[str, Any] = {}
+        if int(redis.__version__.split(".")[0]) < 6:  # as connection._cluster: the count drove the retries
+            extra["cluster_error_retry_attempts"] = 0
+        # Connects on first use (the first read), not here: a cluster that is down is the
+        # read's OnlineStoreError, retried like any other.
+        return AsyncRedisCluster(startup_nodes=[AsyncClusterNode(h, p) for h, p in spec.nodes], retry=no_retry(),
+                                 **extra, **options)
+    sentinel_options = {k: v for k, v in options.items() if k.startswith(("socket_", "ssl"))}
+    sentinel_options.update(spec.sentinel_options, retry=no_retry())
+    sentinel = AsyncSentinel(list(spec.nodes), sentinel_kwargs=sentinel_options, retry=no_retry(), **options)
+    assert spec.service is not None  # _parse gives a sentinel URL its service
+    return sentinel.master_for(spec.service, connection_pool_class=_checked_async_sentinel_pool())
+
+
+_CHECKED_ASYNC_POOL: Any = None
+
+
+def _checked_async_sentinel_pool() -> Any:
+    """The asyncio twin of connection._CheckedSentinelPool: also asks the sentinels where the master
+    is every ``SENTINEL_CHECK_SECONDS``, so connections leave a demoted master (see that class)."""
+    global _CHECKED_ASYNC_POOL
+    if _CHECKED_ASYNC_POOL is None:
+        from redis.asyncio.sentinel import SentinelConnectionPool
+
+        from feature_store.connection import SENTINEL_CHECK_SECONDS
+
+        class CheckedAsyncSentinelPool(SentinelConnectionPool):
+            _next_check = 0.0
+
+            async def get_connection(self, *args: Any, **kwargs: Any):
+                now = time.monotonic()
+                if now >= self._next_check:
+                    self._next_check = now + SENTINEL_CHECK_SECONDS
+                    try:
+                        await self.get_master_address()
+                    except (redis.ConnectionError, redis.TimeoutError):
+                        pass  # no sentinel answers: keep the connections there are
+                return await super().get_connection(*args, **kwargs)
+
+        _CHECKED_ASYNC_POOL = CheckedAsyncSentinelPool
+    return _CHECKED_ASYNC_POOL
 
 
 # Fenced state writes: only the holder of the view's sync lock may record a finished sync.
@@ -149,6 +222,7 @@ class OnlineStore:
         self.write_timeout = write_timeout
         self.client = self._client(timeout)
         self._write_client: redis.Redis | RedisCluster | None = None
+        self._async_client: Any = None
         self._scripts: dict[tuple[str, bool], Script] = {}
         self._plans: dict[tuple, tuple[Registry, _ReadPlan]] = {}
 
@@ -174,6 +248,24 @@ class OnlineStore:
         self.client.close()
         if self._write_client is not None:
             self._write_client.close()
+
+    @property
+    def async_client(self) -> Any:
+        """A ``redis.asyncio`` client for the same URL and timeouts, for :func:`get_online_features_async`.
+
+        Made on first use, inside the running event loop (its connections belong to that
+        loop); redis.asyncio is imported only then, so sync callers never load it.
+        """
+        if self._async_client is None:
+            self._async_client = _async_redis_client(self.url, timeout=self.timeout,
+                                                    connect_timeout=self.connect_timeout)
+        return self._async_client
+
+    async def aclose(self) -> None:
+        """Close the asyncio client's connections (the sync clients stay open: see :meth:`close`)."""
+        client, self._async_client = self._async_client, None
+        if client is not None:
+            await client.aclose() if hasattr(client, "aclose") else await client.close()
 
     # -- calling Redis -------------------------------------------------------------------------
 
@@ -211,6 +303,20 @@ class OnlineStore:
                     if n == self.retries:
                         raise
                     time.sleep(min(self.backoff * 2**n, 1.0))
+        raise AssertionError("unreachable")
+
+    async def call_async(self, doing: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        """:meth:`call` for coroutines: the same retries, backoff (``asyncio.sleep``) and errors."""
+        with self._errors(doing):
+            for n in range(self.retries + 1):
+                try:
+                    return await attempt()
+                except AuthenticationError:
+                    raise
+                except _UNAVAILABLE:
+                    if n == self.retries:
+                        raise
+                    await asyncio.sleep(min(self.backoff * 2**n, 1.0))
         raise AssertionError("unreachable")
 
     def script(self, source: str, *, write: bool = False) -> Script:
@@ -329,7 +435,7 @@ def _warn_deprecated(feature: Feature) -> None:
     _warned.add(feature.ref)
     instead = f"; use {feature.replaced_by}" if feature.replaced_by else ""
     warnings.warn(f"feature {feature.ref} is deprecated (tombstone {feature.deprecated}) and will be removed"
-                  f"{instead}", FutureWarning, stacklevel=5)
+                  f"{instead}", FutureWarning, stacklevel=6)  # the caller of get_online_features(_async)
 
 
 def _fallback_value(feature: Feature, fallback: Fallback) -> Any:
@@ -452,18 +558,91 @@ def get_online_features(
     this Redis (never synced, or its data was lost) gives ``NOT_SYNCED`` for all its
     values: no default is imputed, and gated features raise.
     """
-    if gate not in ("raise", "status"):
-        raise ValueError(f"gate must be 'raise' or 'status', got {gate!r}")
-    plan = _plan(store, registry, features, full_feature_names)
-    n = len(entity_rows)
-    now_us = _now_us(now)
-    keys = _keys(store, plan, entity_rows)
-    rows, synced = _fetch(store, plan, keys) if n else ({}, {})
-    values, statuses, event_ts = _decode(plan, rows, synced, n, now_us)
-    imputed = _apply_fallbacks(registry, plan, entity_rows, values, statuses, event_ts, now_us, gate) \
-        if apply_fallbacks else {}
-    entities = {k: [row.get(k) for row in entity_rows] for k in plan.entity_keys}
-    return OnlineResponse(entities, plan.names, values, statuses, plan.features, event_ts, imputed)
+    read = _Read(registry, store, features, entity_rows, full_feature_names, now, gate, apply_fallbacks)
+    replies = store.call("reading features", read.attempt_sync) if read.n else []
+    return read.finish(replies)
+
+
+async def get_online_features_async(
+    registry: Registry,
+    store: OnlineStore,
+    features: list[str],
+    entity_rows: list[dict],
+    full_feature_names: bool = False,
+    now: datetime | None = None,
+    gate: str = "raise",
+    apply_fallbacks: bool = True,
+) -> "OnlineResponse":
+    """:func:`get_online_features` on asyncio (``redis.asyncio``, hiredis when installed), for servers.
+
+    The same read in every respect: the same keys, one pipeline of the same commands
+    (``HMGET`` per view and entity, ``HGET`` of each view's sync state) on
+    :attr:`OnlineStore.async_client`, the same retries and timeouts (waiting with
+    ``asyncio.sleep``), and the same decoding, ttl check and fallbacks, so both give the
+    same response for the same Redis and ``now``.
+    """
+    read = _Read(registry, store, features, entity_rows, full_feature_names, now, gate, apply_fallbacks)
+    replies = await store.call_async("reading features", read.attempt_async) if read.n else []
+    return read.finish(replies)
+
+
+class _Read:
+    """One online read, split around its single round trip so the sync and async clients share the rest:
+    the plan and the keys before it (bad references and keys fail before Redis is asked), the commands,
+    and decoding, ttl and fallbacks after it."""
+
+    __slots__ = ("registry", "store", "plan", "entity_rows", "n", "now_us", "keys", "gate", "apply_fallbacks")
+
+    def __init__(self, registry: Registry, store: OnlineStore, features: Iterable[str], entity_rows: list[dict],
+                 full_feature_names: bool, now: datetime | None, gate: str, apply_fallbacks: bool):
+        if gate not in ("raise", "status"):
+            raise ValueError(f"gate must be 'raise' or 'status', got {gate!r}")
+        self.registry, self.store, self.entity_rows = registry, store, entity_rows
+        self.gate, self.apply_fallbacks = gate, apply_fallbacks
+        self.plan = _plan(store, registry, features, full_feature_names)
+        self.n = len(entity_rows)
+        self.now_us = _now_us(now)
+        self.keys = _keys(store, self.plan, entity_rows)
+
+    def _queue(self, command: Callable[..., Any]) -> None:
+        """Queue the read's commands on a pipeline: one HMGET per (view, entity), then each view's HGET.
+
+        One HMGET per (view, entity): on a cluster each is a single-slot command, and the
+        pipeline sends each node its own in one round trip (a script over many entities
+        could not).
+        """
+        keys, store = self.keys, self.store
+        for vp in self.plan.views:
+            for key in keys[vp.view.name]:
+                command("HMGET", key, *vp.fields)
+        for vp in self.plan.views:
+            command("HGET", store.sync_key(vp.view.name), SYNCED_FIELD)
+
+    def attempt_sync(self) -> list:
+        pipe = self.store.client.pipeline(transaction=False)
+        self._queue(pipe.execute_command)  # the hmget() wrapper only re-packs the same arguments
+        return pipe.execute()
+
+    async def attempt_async(self) -> list:
+        client = self.store.async_client
+        pack = _hiredis_packer()
+        if pack is None or not hasattr(client, "connection_pool"):  # a cluster: redis-py routes per node
+            pipe = client.pipeline(transaction=False)
+            self._queue(pipe.execute_command)
+            return await pipe.execute()
+        packed: list[bytes] = []
+        self._queue(lambda *args: packed.append(pack(args)))
+        return await _pipelined(client.connection_pool, b"".join(packed), len(packed), self.store.timeout)
+
+    def finish(self, replies: list) -> "OnlineResponse":
+        """The response from the pipeline's replies: decoded, ttl checked, fallbacks applied."""
+        plan, entity_rows = self.plan, self.entity_rows
+        rows, synced = _split_replies(plan, self.keys, replies) if self.n else ({}, {})
+        values, statuses, event_ts = _decode(plan, rows, synced, self.n, self.now_us)
+        imputed = _apply_fallbacks(self.registry, plan, entity_rows, values, statuses, event_ts, self.now_us,
+                                   self.gate) if self.apply_fallbacks else {}
+        entities = {k: [row.get(k) for row in entity_rows] for k in plan.entity_keys}
+        return OnlineResponse(entities, plan.names, values, statuses, plan.features, event_ts, imputed)
 
 
 def _keys(store: OnlineStore, plan: _ReadPlan, entity_rows: list[dict]) -> dict[str, list[str]]:
@@ -490,24 +669,53 @@ def _keys(store: OnlineStore, plan: _ReadPlan, entity_rows: list[dict]) -> dict[
     return keys
 
 
-def _fetch(store: OnlineStore, plan: _ReadPlan, keys: dict[str, list[str]]) -> tuple[dict[str, list], dict[str, bool]]:
-    """Every view's fields per entity, and whether each view has a finished sync: one pipeline.
+_PACK: Any = False  # not looked up yet
 
-    One HMGET per (view, entity): on a cluster each is a single-slot command, and the
-    pipeline sends each node its own in one round trip (a script over many entities
-    could not).
+
+def _hiredis_packer() -> Callable[[tuple], bytes] | None:
+    """hiredis's command packer (C), or None without hiredis."""
+    global _PACK
+    if _PACK is False:
+        try:
+            import hiredis
+        except ImportError:
+            _PACK = None
+        else:
+            _PACK = hiredis.pack_command
+    return _PACK
+
+
+async def _pipelined(pool: Any, packed: bytes, count: int, timeout: float) -> list:
+    """The replies to ``count`` commands sent packed, at once, on one connection of ``pool``: a pipeline.
+
+    redis.asyncio's own pipeline packs each command in Python and wraps each reply's read
+    in a timeout of its own, which costs more than the round trip for hundreds of HMGETs;
+    this sends the commands hiredis packed in one write and reads the replies under one
+    timeout for the whole answer. A connection left with unread replies (an error, a
+    timeout, a cancelled request) is closed, never handed back to the pool half-read.
     """
-    def attempt() -> list:
-        pipe = store.client.pipeline(transaction=False)
-        command = pipe.execute_command  # the hmget() wrapper only re-packs the same arguments
-        for vp in plan.views:
-            for key in keys[vp.view.name]:
-                command("HMGET", key, *vp.fields)
-        for vp in plan.views:
-            command("HGET", store.sync_key(vp.view.name), SYNCED_FIELD)
-        return pipe.execute()
+    try:
+        conn = await pool.get_connection()
+    except TypeError:  # redis-py before 5 names a command
+        conn = await pool.get_connection("HMGET")
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                await conn.send_packed_command(packed)
+                read = conn.read_response
+                # timeout=inf: no timeout per reply; the one above bounds them all.
+                return [await read(timeout=math.inf) for _ in range(count)]
+        except TimeoutError:
+            raise redis.TimeoutError(f"no complete answer within {timeout}s") from None
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
 
-    replies = store.call("reading features", attempt)
+
+def _split_replies(plan: _ReadPlan, keys: dict[str, list[str]], replies: list) -> tuple[dict[str, list], dict[str, bool]]:
+    """The pipeline's replies as each view's rows, and whether each view has a finished sync."""
     rows, i = {}, 0
     for vp in plan.views:
         n = len(keys[vp.view.name])
@@ -640,6 +848,19 @@ class OnlineResponse:
 
     def __repr__(self) -> str:
         return f"OnlineResponse({len(self)} rows, features={self.feature_names})"
+
+    @property
+    def entity_columns(self) -> dict[str, list]:
+        """The join key columns, as the entity rows gave them (not copied: do not change them)."""
+        return self._entities
+
+    def columns(self) -> list[tuple[str, Feature, list, list[FieldStatus], list[int | None]]]:
+        """Per feature, in order: its output name, its definition, its values, their statuses and the
+        event time of the row each came from (integer microseconds since the epoch, UTC; None where
+        there was no row). Not copied, for serializers that are in a hurry: do not change them."""
+        return [(name, f, values, statuses, self._event_ts[f.view])
+                for name, f, values, statuses in zip(self.feature_names, self.features, self._values,
+                                                     self._statuses, strict=True)]
 
     @property
     def statuses(self) -> dict[str, list[FieldStatus]]:
