@@ -1,4 +1,11 @@
-"""The throwaway dbt project the benchmarks build: our macros, DuckDB, one `user` entity."""
+"""The throwaway dbt project the benchmarks build: our macros, one `user` entity, and a
+profile with two outputs: ``dev`` (a DuckDB file in the project) and ``postgres`` (the
+server named by the FEATURE_STORE_PG_* variables, as in the repository's profiles.yml;
+bench/_engines.py starts one and sets them).
+
+The models' SQL is portable between the two: :func:`uniform` makes deterministic
+pseudo-random numbers from integer arithmetic alone, so both engines build the same rows.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,8 +39,67 @@ bench:
   target: dev
   outputs:
     dev: {type: duckdb, path: bench.duckdb, threads: 2}
+    postgres:
+      type: postgres
+      host: "{{ env_var('FEATURE_STORE_PG_HOST', 'localhost') }}"
+      port: "{{ env_var('FEATURE_STORE_PG_PORT', '5432') | as_number }}"
+      user: "{{ env_var('FEATURE_STORE_PG_USER', 'postgres') }}"
+      password: "{{ env_var('FEATURE_STORE_PG_PASSWORD', '') }}"
+      dbname: "{{ env_var('FEATURE_STORE_PG_DBNAME', 'feature_store') }}"
+      schema: "{{ env_var('FEATURE_STORE_PG_SCHEMA', 'main') }}"
+      threads: 2
 """
 
+# The head of a feature view's model: on Postgres, the btree index on (keys, event time)
+# that the point-in-time join's LATERAL probe needs (declared as the example project's
+# feature views do), and a VACUUM ANALYZE once the table is built (outside dbt's
+# transaction, as VACUUM requires). Autovacuum does the same a little later (an insert-only
+# table qualifies since PostgreSQL 13); the benchmarks must not depend on when. Until it
+# has run, the first query to read the new table's rows sets their hint bits, dirtying
+# (and, past shared_buffers, writing) every page it touches, whoever runs that query.
+POSTGRES_VIEW_CONFIG = """\
+{{{{ config(indexes=[{{'columns': {columns}}}] if target.type == 'postgres' else [],
+            post_hook=[{{'sql': 'vacuum analyze {{{{ this }}}}', 'transaction': false}}]
+                      if target.type == 'postgres' else []) }}}}
+"""
+
+
+def postgres_view_config(keys: list[str], timestamp: str) -> str:
+    """The model config line giving a view its Postgres index on ``keys`` + ``timestamp``."""
+    return POSTGRES_VIEW_CONFIG.format(columns=[*keys, timestamp])
+
+
+# -- deterministic pseudo-random numbers in portable SQL ---------------------------------------
+
+_P = 2_147_483_647  # 2^31 - 1: every intermediate product stays below 2^63
+
+
+def uniform(x: str, salt: str) -> str:
+    """SQL for a number in [0, 1) that looks uniform, from the integer expression ``x``.
+
+    Integer arithmetic only (an affine step, then two squarings modulo the prime 2^31 - 1,
+    the non-linear mixing), then one float8 division: DuckDB and PostgreSQL compute the
+    same bits, so a model built on either holds the same rows. ``salt`` gives independent
+    streams for one ``x``.
+    """
+    s = zlib.crc32(salt.encode()) % 100_003
+    a = f"((cast({x} as bigint) * 1000003 + {s * 7919 + 12345}) % {_P})"
+    b = f"(({a} * {a} + {s}) % {_P})"
+    c = f"(({b} * {b} + 4242) % {_P})"
+    return f"(cast({c} as float8) / {_P})"
+
+
+def plus_micros(ts: str, micros: str) -> str:
+    """SQL for timestamp ``ts`` plus the bigint column ``micros`` (>= 0) of microseconds.
+
+    Split into whole seconds and the rest: DuckDB multiplies an interval by 32-bit integers
+    only. ``micros`` appears three times: pass a column, not an expression.
+    """
+    return (f"{ts} + cast(({micros} - {micros} % 1000000) / 1000000 as integer) * interval '1 second'"
+            f" + cast({micros} % 1000000 as integer) * interval '1 microsecond'")
+
+
+# -- the project --------------------------------------------------------------------------------
 
 def write_project(workdir: Path, models: dict[str, str]) -> None:
     """A fresh project in ``workdir``: config, this checkout's macros, and ``models`` (file name: text)."""

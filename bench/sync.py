@@ -1,7 +1,8 @@
 """How fast ``fstore sync`` brings Redis up to date with the warehouse.
 
-Each case builds a throwaway dbt project (bench/_project.py: our macros, DuckDB, a
-``user`` entity) and syncs into a throwaway redis-server (or the emptied db of
+Each case builds a throwaway dbt project (bench/_project.py: our macros, a ``user``
+entity; DuckDB, or with ``--target postgres`` a PostgreSQL server started for the run,
+bench/_engines.py) and syncs into a throwaway redis-server (or the emptied db of
 --redis-url).
 
 ``--case resync`` (the default): the case users run, and the issue's target. Two
@@ -44,10 +45,22 @@ of --users users x --days (default 3) daily rows per view, two views of three fe
 
 and prints the ratio. Target: >= 150k rows/s with memory flat as --users grows.
 
+``--case throughput --target postgres``: the same two views (portable SQL, each with a
+(user_id, event_ts) index and a VACUUM ANALYZE post-hook), built with ``dbt build
+--target postgres`` at each of --sizes users (default --users and 3x --users); then per
+size an untimed warm-up sync (it fills the compile cache, as an earlier sync of the same
+definitions would have) and --repeat first full syncs, each a fresh ``fstore sync
+--target postgres --json`` process into a fresh, empty Redis. Per run: the wall time
+(start-up + sync [per view: warehouse read, Redis write] + exit) and the process's peak
+RSS (wait4's ru_maxrss); per size: keys written per second of wall time and of sync
+time (best run), and the peak RSS (highest run). Target: >= 50k rows/s into Redis (on
+the wall time), and peak memory flat from the smallest size to the largest.
+
     python bench/sync.py                                # resync, 100k users (~1.5 min on 2 cores)
     python bench/sync.py --users 5000 --repeat 2        # a smoke run (< 1 min)
     python bench/sync.py --case throughput              # the write rate, 100k users
     python bench/sync.py --case throughput --users 1000000
+    python bench/sync.py --case throughput --target postgres          # 100k and 300k users
 """
 
 from __future__ import annotations
@@ -70,7 +83,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "bench"))
-from _project import run_dbt, write_project  # noqa: E402
+from _engines import TARGETS, dbt_target_args, dbt_target_name, postgres_server  # noqa: E402
+from _project import postgres_view_config, run_dbt, uniform, write_project  # noqa: E402
 from _redis import redis_server  # noqa: E402
 
 from feature_store.materialize import sync  # noqa: E402
@@ -90,7 +104,7 @@ models:
       - {name: user_id, data_type: bigint}
       - {name: event_ts, data_type: timestamp}
       - {name: clicks_1d, data_type: bigint}
-      - {name: dwell_avg_1d, data_type: double}
+      - {name: dwell_avg_1d, data_type: float8}
       - {name: last_page, data_type: varchar}
   - name: user_spend
     config:
@@ -108,34 +122,46 @@ models:
       - {name: last_order_ts, data_type: timestamp}
 """
 
-# Daily rows ending at the build time, so every latest row is live (ttl 7d).
-ACTIVITY = """
+# Daily rows ending at ``anchor`` (a literal: the hour the bench started, an hour back), so
+# every latest row is live (ttl 7d). Portable SQL (bench/_project.py): DuckDB and Postgres
+# build the same rows.
+def _daily(users: int, days: int, anchor: str, columns: str) -> str:
+    return postgres_view_config(["user_id"], "event_ts") + f"""
 select
-    cast(u.range as bigint) as user_id,
-    cast(date_trunc('hour', now()::timestamp) - to_days(cast(d.range as integer)) - to_hours(cast(u.range % 24 as integer)) as timestamp) as event_ts,
-    cast(hash(u.range, d.range) % 50 as bigint) as clicks_1d,
-    cast((hash(u.range, d.range) % 6000) / 100.0 as double) as dwell_avg_1d,
-    cast(['/home', '/cart', '/search?q=shoes', '/item/{{id}}'][1 + (hash(u.range, d.range) % 4)::integer] as varchar) as last_page
-from range({users}) u, range({days}) d
-"""
-
-SPEND = """
-select
-    cast(u.range as bigint) as user_id,
-    cast(date_trunc('hour', now()::timestamp) - to_days(cast(d.range as integer)) - to_hours(cast(u.range % 24 as integer)) as timestamp) as event_ts,
-    cast(date_trunc('hour', now()::timestamp) - to_days(cast(d.range as integer)) as timestamp) as computed_at,
-    cast(hash(d.range, u.range) % 9 as bigint) as orders_7d,
-    cast((hash(d.range, u.range) % 100000) / 100.0 as decimal(12,2)) as spend_7d,
-    cast(date_trunc('hour', now()::timestamp) - to_days(cast(d.range as integer) + 1) as timestamp) as last_order_ts
-from range({users}) u, range({days}) d
+    cast(u.i as bigint) as user_id,
+    timestamp '{anchor}' - {_DAY} - cast(u.i % 24 as integer) * interval '1 hour' as event_ts,{columns}
+from generate_series(0, {users - 1}) as u(i), generate_series(0, {days - 1}) as d(j)
 """
 
 
-def build_project(directory: Path, users: int, days: int) -> Path:
+_DAY = "cast(d.j as integer) * interval '1 day'"
+_UD = "(cast(u.i as bigint) * 1000 + d.j)"
+
+
+def activity_sql(users: int, days: int, anchor: str) -> str:
+    return _daily(users, days, anchor, f"""
+    cast(floor({uniform(_UD, 'clicks')} * 50) as bigint) as clicks_1d,
+    floor({uniform(_UD, 'dwell')} * 6000) / cast(100 as float8) as dwell_avg_1d,
+    cast(case cast(floor({uniform(_UD, 'page')} * 4) as integer) when 0 then '/home' when 1 then '/cart'
+         when 2 then '/search?q=shoes' else '/item/{{id}}' end as varchar) as last_page""")
+
+
+def spend_sql(users: int, days: int, anchor: str) -> str:
+    return _daily(users, days, anchor, f"""
+    timestamp '{anchor}' - {_DAY} as computed_at,
+    cast(floor({uniform(_UD, 'orders')} * 9) as bigint) as orders_7d,
+    cast(floor({uniform(_UD, 'spend')} * 100000) / cast(100 as float8) as decimal(12,2)) as spend_7d,
+    timestamp '{anchor}' - {_DAY} - interval '1 day' as last_order_ts""")
+
+
+def build_project(directory: Path, users: int, days: int, target: str = "duckdb") -> Path:
     project = directory / "project"
-    write_project(project, {"_features.yml": SCHEMA, "user_activity.sql": ACTIVITY.format(users=users, days=days),
-                            "user_spend.sql": SPEND.format(users=users, days=days)})
-    run_dbt(project, "build")
+    # Whole hours, an hour back: every row precedes the syncs' clock, and the latest ones stay live.
+    anchor = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    at = anchor.isoformat(sep=" ")
+    write_project(project, {"_features.yml": SCHEMA, "user_activity.sql": activity_sql(users, days, at),
+                            "user_spend.sql": spend_sql(users, days, at)})
+    run_dbt(project, "build", *dbt_target_args(target))
     return project
 
 
@@ -277,6 +303,61 @@ def throughput(args) -> None:
                   f"{'ok' if rate / bare >= 1.5 else 'MISSED'}")
 
 
+# -- --case throughput --target postgres: a fresh `fstore sync` process per size -------------
+
+ROWS_TARGET = 50_000  # rows/s into Redis, first full sync on Postgres
+
+
+def first_full_sync(args, users: int, days: int) -> list[Run]:
+    """Build ``users`` on the target, then --repeat first full syncs, each a fresh ``fstore sync``
+    process into a fresh, empty Redis, with the compile cache warm (no definition changed
+    since an untimed warm-up sync, whose dbt compiles would otherwise be timed)."""
+    target = dbt_target_name(args.target)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        project = build_project(Path(tmp), users, days, args.target)
+        built = time.perf_counter() - t0
+        registry = Registry.load(project, target=target)
+        runs = []
+        for cycle in range(0, args.repeat + 1):
+            with redis_server(args.redis_url, args.cluster) as (url, _):
+                OnlineStore.for_registry(registry, url=url).client.flushdb()
+                run = fstore_sync(project, url, cycle, "full", 0, target)
+            if run.keys_written != 2 * users:
+                raise SyncFailed(f"the first full sync wrote {run.keys_written:,} keys, not {2 * users:,}")
+            views = ", ".join(f"{name} {s:.2f} (read {r - c:.2f}, write {s - r:.2f})"
+                              for name, (s, r, c) in run.views.items())
+            print(f"  {users:>9,} users, dbt build {built:5.1f} s | {'warm-up' if cycle == 0 else f'run {cycle}':<7}: "
+                  f"wall {run.wall:6.2f} s = start-up {run.startup:4.2f} + sync {run.sync:6.2f} [{views}] "
+                  f"({run.compiles} dbt compiles) + exit {run.exit:4.2f} | {run.keys_written:,} keys | peak RSS "
+                  f"{run.peak_rss / 2**20:,.0f} MiB", flush=True)
+            if cycle:
+                runs.append(run)
+    return runs
+
+
+def throughput_cli(args) -> None:
+    """Rows/s and peak memory of the first full ``fstore sync`` after a build, at each of --sizes."""
+    days = args.days or 3
+    sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else [args.users, 3 * args.users]
+    print(f"first full `fstore sync --target {args.target}` into an empty Redis: a fresh process after `dbt build`, "
+          f"compile cache warm; 2 online views x {days} daily rows per user; best of {args.repeat} per size")
+    results = {users: first_full_sync(args, users, days) for users in sizes}
+    print(f"{'users':>10} {'keys':>10} {'rows/s (wall)':>14} {'rows/s (sync)':>14} {'peak RSS':>10}")
+    for users, runs in results.items():
+        best = min(runs, key=lambda r: r.wall)
+        peak = max(r.peak_rss for r in runs)
+        print(f"{users:>10,} {best.keys_written:>10,} {best.keys_written / best.wall:>14,.0f} "
+              f"{best.keys_written / best.sync:>14,.0f} {peak / 2**20:>6,.0f} MiB")
+    low = min(min(r.keys_written / r.wall for r in runs) for runs in results.values())
+    rate = min(max(r.keys_written / r.wall for r in runs) for runs in results.values())
+    print(f"{args.target}: rows/s into Redis, end to end (the slowest size's best run): {rate:,.0f}   target >= "
+          f"{ROWS_TARGET:,} {'met' if rate >= ROWS_TARGET else 'MISSED'}   (slowest single run {low:,.0f})")
+    peaks = [max(r.peak_rss for r in runs) for runs in results.values()]
+    print(f"peak RSS from {sizes[0]:,} to {sizes[-1]:,} users ({sizes[-1] / sizes[0]:.0f}x the rows): "
+          f"{peaks[0] / 2**20:,.0f} -> {peaks[-1] / 2**20:,.0f} MiB ({peaks[-1] / peaks[0]:.2f}x)")
+
+
 # -- --case resync: fresh `fstore sync` processes after dbt, on data with history ------------
 
 RESYNC_SCHEMA = """
@@ -342,12 +423,17 @@ from range(@USERS@) u, range(@EVENTS@) e
 """
 
 TARGET = 3.0
-# A user's run of the CLI: no environment choosing another project, profile or target.
-CLEAN_ENV = {k: v for k, v in os.environ.items()
-             if k not in ("DBT_PROJECT_DIR", "DBT_PROFILES_DIR", "DBT_TARGET", "FEATURE_STORE_REDIS_URL")}
-CLEAN_ENV["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-# The CLI runs this checkout's package (as this process does), whichever one the venv installed.
-CLEAN_ENV["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def clean_env() -> dict[str, str]:
+    """A user's environment for the CLI: nothing choosing another project, profile or target
+    (the FEATURE_STORE_PG_* variables of a server bench/_engines.py started stay)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DBT_PROJECT_DIR", "DBT_PROFILES_DIR", "DBT_TARGET", "FEATURE_STORE_REDIS_URL")}
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    # The CLI runs this checkout's package (as this process does), whichever one the venv installed.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
 
 
 def write_resync_project(directory: Path, users: int, days: int, events: int, anchor: datetime) -> Path:
@@ -379,6 +465,7 @@ class Run:
     keys_written: int
     skipped: int  # rows Redis skipped: older than what it held, or unchanged
     compiles: int | None = None  # dbt compiles the process ran (new files in the compile cache)
+    peak_rss: int = 0  # bytes: the process's peak resident memory (its ru_maxrss)
     stale: list[tuple[int, str]] = field(default_factory=list)  # read-back mismatches: (user_id, what)
     checked: int = 0
 
@@ -391,23 +478,32 @@ class SyncFailed(Exception):
     pass
 
 
-def fstore_sync(project: Path, url: str, cycle: int, kind: str, fix: int) -> Run:
-    """``fstore sync --json`` as a new process, timed from outside."""
+def fstore_sync(project: Path, url: str, cycle: int, kind: str, fix: int, target: str | None = None) -> Run:
+    """``fstore sync --json`` (on dbt target ``target``, default the profile's) as a new process,
+    timed from outside; its peak RSS from wait4."""
     exe = Path(sys.executable).parent / "fstore"
     cmd = [str(exe), "sync", "--project-dir", str(project), "--redis-url", url, "--json"]
+    if target:
+        cmd += ["--target", target]
     cache = project / "target" / "feature_store" / "compiled"
     cached = set(cache.glob("*.sql")) if cache.is_dir() else set()
-    spawned = datetime.now(timezone.utc).replace(tzinfo=None)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, env=CLEAN_ENV)
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        spawned = datetime.now(timezone.utc).replace(tzinfo=None)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=project, stdout=out, stderr=err, env=clean_env())
+        _, status, usage = os.wait4(proc.pid, 0)  # the rusage of this process alone
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     compiles = len(set(cache.glob("*.sql")) - cached) if cache.is_dir() else None
     if proc.returncode != 0:
-        raise SyncFailed(f"`fstore sync` exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        raise SyncFailed(f"`fstore sync` exited {proc.returncode}:\n{stdout[-2000:]}\n{stderr[-3000:]}")
     try:
-        data = json.loads(proc.stdout[proc.stdout.index("{"):])
+        data = json.loads(stdout[stdout.index("{"):])
     except ValueError:
-        raise SyncFailed(f"`fstore sync --json` printed no JSON:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise SyncFailed(f"`fstore sync --json` printed no JSON:\n{stdout[-2000:]}\n{stderr[-2000:]}") from None
     total = data["total"]
     sync_s = float(total.get("seconds") or 0.0)
     # The report's `now` is the clock when sync() began: what precedes it is start-up.
@@ -422,7 +518,7 @@ def fstore_sync(project: Path, url: str, cycle: int, kind: str, fix: int) -> Run
                          float(v.get("compile_seconds") or 0.0)) for v in data["views"]}
     skipped = int(total.get("skipped_older", 0)) + int(total.get("unchanged", 0))
     return Run(cycle, kind, fix, wall, startup, sync_s, views, int(total.get("rows_read", 0)),
-               int(total.get("keys_written", 0)), skipped, compiles)
+               int(total.get("keys_written", 0)), skipped, compiles, usage.ru_maxrss * 1024)  # KiB on Linux
 
 
 def read_back(registry: Registry, url: str, users: list[int]) -> tuple[int, list[tuple[int, str]]]:
@@ -569,11 +665,23 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=None, help="throughput: rows per Arrow batch")
     parser.add_argument("--cluster", action="store_true", help="sync into a local three-master Redis Cluster")
     parser.add_argument("--no-baseline", action="store_true", help="throughput: skip the bare redis-py HSET floor")
+    parser.add_argument("--target", choices=TARGETS, default="duckdb",
+                        help="throughput: the engine; postgres starts a server for the run and times fresh\n"
+                             "`fstore sync` processes (resync: DuckDB only)")
+    parser.add_argument("--sizes", default=None,
+                        help="throughput --target postgres: comma-separated user counts (default: --users and\n"
+                             "3x --users)")
     args = parser.parse_args()
     if args.case == "resync":
+        if args.target != "duckdb":
+            parser.error("--case resync runs on DuckDB only")
         resync(args)
-    else:
+    elif args.target == "duckdb":
         throughput(args)
+    else:
+        with postgres_server() as dsn:
+            print(f"PostgreSQL server started for this run: {dsn}")
+            throughput_cli(args)
 
 
 if __name__ == "__main__":
