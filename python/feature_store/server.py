@@ -23,6 +23,7 @@ Like the online path, this module never imports dbt, DuckDB or the offline store
 from __future__ import annotations
 
 import asyncio
+import gc
 import html
 import ipaddress
 import logging
@@ -34,13 +35,14 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Protocol
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feature_store import codec
 from feature_store.auth import PUSH, READ, Auth, Token, load_auth
@@ -290,6 +292,10 @@ class _Server:
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # What is loaded now (modules, the registry) lives as long as the process: keep it out of
+        # the collector's way, so that its full collections stay short while requests wait.
+        gc.collect()
+        gc.freeze()
         self._watcher = asyncio.create_task(self.watch())
         try:
             yield
@@ -300,7 +306,7 @@ class _Server:
 
     # -- auth -------------------------------------------------------------------------------------
 
-    def _token(self, request: Request, scope: str) -> Token | None:
+    def _token(self, request: _Incoming, scope: str) -> Token | None:
         """The request's token if auth is on (401 without a valid one, 403 without ``scope``)."""
         if self.auth is None:
             return None
@@ -401,7 +407,7 @@ class _Server:
             return [{key: v} for v in columns[0]], n
         return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)], n
 
-    async def get_online_features(self, request: Request) -> Response:
+    async def get_online_features(self, request: _Incoming) -> Response:
         token = self._token(request, READ)
         body = await self._json_body(request)
         catalog = self.catalog  # this request's registry, whatever a reload does meanwhile
@@ -474,7 +480,7 @@ class _Server:
         return _Problem(503, "online_store_unavailable", f"{exc}. The request was not served; retry shortly",
                         headers={"Retry-After": "1"})
 
-    async def _json_body(self, request: Request) -> dict:
+    async def _json_body(self, request: _Incoming) -> dict:
         limit = self.config.max_body_bytes
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
@@ -712,13 +718,78 @@ class _Metrics:
 # -- the app --------------------------------------------------------------------------------------
 
 
-def _route(server: _Server, name: str, handler: Callable[[Request], Awaitable[Response]]):
+class _Incoming(Protocol):
+    """What the handlers read of a request: its headers and its body (a Starlette Request, or _LeanRequest)."""
+
+    @property
+    def headers(self) -> Any: ...
+
+    def stream(self) -> AsyncIterator[bytes]: ...
+
+
+class _LeanHeaders:
+    """Header lookup on the ASGI scope's list (names arrive lower-cased), without building a mapping."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]):
+        self.raw = raw
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        key = name.encode("latin-1")
+        for k, v in self.raw:
+            if k == key:
+                return v.decode("latin-1")
+        return default
+
+
+class _LeanRequest:
+    """The ASGI request as the read handler needs it: headers and body chunks, nothing parsed ahead."""
+
+    __slots__ = ("headers", "_receive")
+
+    def __init__(self, scope: Scope, receive: Receive):
+        self.headers = _LeanHeaders(scope["headers"])
+        self._receive = receive
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self._receive()
+            if message["type"] != "http.request":  # the client went away: nothing more will come
+                return
+            if message.get("body"):
+                yield message["body"]
+            if not message.get("more_body", False):
+                return
+
+
+class _App:
+    """The Starlette app, with reads taken straight to their handler.
+
+    Reads are nearly all the traffic; routing them past Starlette's router, middleware and
+    Request object saves a sizeable share of the CPU a small read costs. They get the same
+    handler, error mapping and metrics as through Starlette.
+    """
+
+    def __init__(self, app: Starlette, read: Callable[[Any], Awaitable[Response]]):
+        self.app, self.read = app, read
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/get-online-features" and scope["method"] == "POST":
+            response = await self.read(_LeanRequest(scope, receive))
+            await response(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def _route(server: _Server, name: str, handler: Callable[[Any], Awaitable[Response]]):
     """``handler`` with the error mapping and the latency and response metrics of route ``name``."""
     latency = server.metrics.latency.labels(name)
     responses = server.metrics.responses
     codes: dict[int, Any] = {}
 
-    async def endpoint(request: Request) -> Response:
+    async def endpoint(request: _Incoming) -> Response:
         started = time.perf_counter()
         try:
             response = await handler(request)
@@ -738,15 +809,15 @@ def _route(server: _Server, name: str, handler: Callable[[Request], Awaitable[Re
     return endpoint
 
 
-def create_app(config: ServerConfig, auth: Auth | None = None, *, load_tokens: bool = True) -> Starlette:
+def create_app(config: ServerConfig, auth: Auth | None = None, *, load_tokens: bool = True) -> ASGIApp:
     """The ASGI app for ``config``. Tokens come from ``auth``, else (``load_tokens``) from the config's
     tokens file or the environment (:func:`feature_store.auth.load_auth`)."""
     if auth is None and load_tokens:
         auth = load_auth(config.tokens_file)
     server = _Server(config, auth)
+    read = _route(server, "/get-online-features", server.get_online_features)
     routes = [
-        Route("/get-online-features", _route(server, "/get-online-features", server.get_online_features),
-              methods=["POST"]),
+        Route("/get-online-features", read, methods=["POST"]),
         Route("/push", _route(server, "/push", server.push), methods=["POST"]),
         Route("/features", _route(server, "/features", server.features), methods=["GET"]),
         Route("/health", _route(server, "/health", server.health), methods=["GET"]),
@@ -764,10 +835,10 @@ def create_app(config: ServerConfig, auth: Auth | None = None, *, load_tokens: b
 
     app = Starlette(routes=routes, lifespan=server.lifespan, exception_handlers={404: not_found, 405: not_found})
     app.state.server = server
-    return app
+    return _App(app, read)
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> ASGIApp:
     """uvicorn's app factory for ``fstore serve``: the config its parent put in ``$FEATURE_STORE_SERVER_CONFIG``."""
     return create_app(ServerConfig.from_env())
 
