@@ -101,6 +101,7 @@ def main(ctx: click.Context, redis_timeout: float | None, redis_retries: int | N
       fstore status                    what each view's last sync did
       fstore init                      add feature_store to your own dbt project
       fstore get user_order_features --entity user_id=42
+      fstore serve                     features over HTTP (Feast's API), on 127.0.0.1:6566
     """
     ctx.obj = {"redis_timeout": redis_timeout, "redis_retries": redis_retries}
 
