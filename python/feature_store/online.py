@@ -624,9 +624,11 @@ class _Read:
         return pipe.execute()
 
     async def attempt_async(self) -> list:
+        from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
         client = self.store.async_client
         pack = _hiredis_packer()
-        if pack is None or not hasattr(client, "connection_pool"):  # a cluster: redis-py routes per node
+        if pack is None or isinstance(client, AsyncRedisCluster):  # a cluster: redis-py sends each node its own
             pipe = client.pipeline(transaction=False)
             self._queue(pipe.execute_command)
             return await pipe.execute()
