@@ -9,8 +9,11 @@ and pushes with Redis restarted in the middle.
 
 from __future__ import annotations
 
+import hashlib
 import random
+import re
 import shutil
+import signal
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -34,7 +37,7 @@ from server_support import (
     fstore,
 )
 
-from feature_store.auth import load_auth
+from feature_store.auth import AuthConfigError, load_auth
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
 from feature_store.registry import Registry
 from feature_store.server import ServerConfigError, check_bind
@@ -429,6 +432,53 @@ def test_redis_down_answers_503_quickly_and_recovers(restartable):
         assert time.monotonic() < deadline, "the server did not recover after Redis came back"
         time.sleep(0.05)
     assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_hung_redis_answers_503_within_the_timeouts(restartable):
+    """A Redis that accepts connections and never answers (stopped with SIGSTOP) costs at most the
+    online store's timeouts: 0.25 s per attempt, two retries with backoff."""
+    redis, server, _ = restartable
+    body = {"features": ORDER[:1], "entities": {"user_id": [1]}}
+    assert post(server, body).status_code == 200
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        hung = post(server, body)
+        assert hung.status_code == 503 and time.monotonic() - started < 2.0, hung.text
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 5
+    while post(server, body).status_code != 200:
+        assert time.monotonic() < deadline, "the server did not recover after Redis answered again"
+        time.sleep(0.05)
+
+
+def test_tokens_document_forms(tmp_path):
+    digest = hashlib.sha256(b"sha-token-0123456789abcdef").hexdigest()
+    auth = load_auth(environ={"FEATURE_STORE_TOKENS": orjson.dumps(
+        {"tokens": [{"name": "a", "sha256": digest, "scopes": ["read"]},
+                    {"name": "b", "token_env": "B_TOKEN", "scopes": ["push"]}]}).decode(),
+        "B_TOKEN": "b-token-0123456789abcdef"})
+    assert auth is not None and auth.restricted_tags == {"pii"}  # the default
+    assert auth.authenticate("Bearer sha-token-0123456789abcdef").name == "a"
+    assert auth.authenticate("bearer b-token-0123456789abcdef").name == "b"
+    assert auth.authenticate("Bearer sha-token-0123456789abcdeX") is None
+    assert auth.authenticate("Basic sha-token-0123456789abcdef") is None
+    assert auth.needed_scopes(["pii", "orders"]) == {"pii"}
+    assert load_auth(environ={}) is None
+    for doc, says in [("tokens: [{name: a, token_env: NOPE, scopes: [read]}]", "NOPE is not set"),
+                      ("tokens: [{name: a, token: 0123456789abcdefXYZ}]", "`scopes` must be"),
+                      ("tokens: [{name: a, sha256: abc, scopes: [read]}]", "64 hex digits"),
+                      ("tokens: [{name: a, token: 0123456789abcdefXYZ, sha256: " + digest + ", scopes: [read]}]",
+                       "exactly one of"),
+                      ("tokens: [{name: a, token: 0123456789abcdefXYZ, scopes: [read], scope: [pii]}]",
+                       "unknown key(s) scope"),
+                      ("tokens: {name: a}", "non-empty list"),
+                      ("tokens: [\"unterminated", "not valid YAML")]:
+        path = tmp_path / "t.yml"
+        path.write_text(doc)
+        with pytest.raises(AuthConfigError, match=re.escape(says)):
+            load_auth(path, environ={})
 
 
 def test_feature_service_and_reload_keep_requests_in_flight(built_project, redis_main, tmp_path):
