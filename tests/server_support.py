@@ -101,12 +101,21 @@ class ServerProcess:
         self.stop()
         pytest.fail(f"fstore serve did not answer within {timeout} s:\n{self.log_path.read_text()[-3000:]}")
 
+    def _workers(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        parent = psutil.Process(self.proc.pid)
+        return [p for p in parent.children(recursive=True)
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                and "resource_tracker" not in " ".join(p.cmdline())]
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (none when one process serves)."""
+        return sorted(p.pid for p in self._workers())
+
     def workers_rss(self) -> int:
         """Bytes of resident memory of the serving processes (the workers, or the one process)."""
         assert self.proc is not None
-        parent = psutil.Process(self.proc.pid)
-        workers = [p for p in parent.children(recursive=True) if "resource_tracker" not in " ".join(p.cmdline())]
-        return sum(p.memory_info().rss for p in (workers or [parent]))
+        return sum(p.memory_info().rss for p in (self._workers() or [psutil.Process(self.proc.pid)]))
 
     def stop(self) -> None:
         if self.proc is not None:

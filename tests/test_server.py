@@ -10,6 +10,7 @@ and pushes with Redis restarted in the middle.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import shutil
@@ -451,6 +452,22 @@ def test_hung_redis_answers_503_within_the_timeouts(restartable):
     while post(server, body).status_code != 200:
         assert time.monotonic() < deadline, "the server did not recover after Redis answered again"
         time.sleep(0.05)
+
+
+def test_a_dead_worker_is_replaced(restartable):
+    _, server, _ = restartable
+    body = {"features": ORDER[:1], "entities": {"user_id": [1]}}
+    before = server.worker_pids()
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)  # a worker of the server this test started
+    deadline = time.monotonic() + 15
+    while len(after := server.worker_pids()) < 2 or before[0] in after:
+        assert time.monotonic() < deadline, "no worker replaced the dead one"
+        assert post(server, body).status_code == 200  # the other worker serves meanwhile
+        time.sleep(0.2)
+    with httpx.Client(base_url=server.url, timeout=10) as http:  # new connections reach both workers
+        assert all(http.post("/get-online-features", content=orjson.dumps(body)).status_code == 200
+                   for _ in range(20))
 
 
 def test_tokens_document_forms(tmp_path):

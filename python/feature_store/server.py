@@ -892,16 +892,19 @@ def run(config: ServerConfig, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
             stopping = True
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        started = [time.monotonic()] * workers
         try:
             for proc in procs:
                 proc.start()
             while not stopping:
                 time.sleep(0.2)
                 for i, proc in enumerate(procs):
-                    if not proc.is_alive() and not stopping:
+                    # A worker that dies at once (say its app cannot start) is restarted at most every 5 s.
+                    if not proc.is_alive() and not stopping and time.monotonic() - started[i] >= 5:
                         log.error("worker %s exited with %s; starting another", proc.name, proc.exitcode)
                         procs[i] = context.Process(target=_worker, args=(options,), name=proc.name)
                         procs[i].start()
+                        started[i] = time.monotonic()
         finally:
             for proc in procs:
                 if proc.is_alive():
