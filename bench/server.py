@@ -238,7 +238,8 @@ def main() -> None:
                 request = request_bytes(port, body)
                 first = asyncio.run(_first(port, request))
                 expected = get_online_features(reg, store, online_bench.FEATURES, rows).to_dict()
-                got = dict(zip(first["metadata"]["feature_names"], (r["values"] for r in first["results"]), strict=True))
+                names = first["metadata"]["feature_names"]
+                got = dict(zip(names, (r["values"] for r in first["results"]), strict=True))
                 assert got["user_id"] == expected["user_id"] and got["clicks_1h"] == expected["clicks_1h"], \
                     "the server's answer differs from the in-process read"
                 for c in [int(x) for x in args.concurrency.split(",")]:

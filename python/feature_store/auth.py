@@ -130,7 +130,8 @@ def _parse(doc: Any, source: str, env: dict[str, str] | Any) -> Auth:
         raise AuthConfigError(f"{source}: the top level must be a mapping with `tokens:`; {example}")
     unknown = sorted(set(doc) - {"tokens", "restricted_tags"})
     if unknown:
-        raise AuthConfigError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; known: tokens, restricted_tags")
+        raise AuthConfigError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; "
+                              "known: tokens, restricted_tags")
     restricted = doc.get("restricted_tags", list(DEFAULT_RESTRICTED_TAGS))
     if not isinstance(restricted, list) or not all(isinstance(t, str) and t for t in restricted):
         raise AuthConfigError(f"{source}: restricted_tags must be a list of tag names, e.g. [pii]")

@@ -641,7 +641,8 @@ def status(project, redis_url, views, no_count, wait, as_json):
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but loopback needs tokens (--tokens-file).")
 @click.option("--port", default=6566, show_default=True, type=click.IntRange(0, 65535), help="Port (Feast's default).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: one per core, less one when Redis runs on this machine).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: one per core, less one when Redis runs on this machine).")
 @click.option("--tokens-file", default=None, envvar="FEATURE_STORE_TOKENS_FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Bearer tokens and their scopes (YAML; see docs/server.md); else $FEATURE_STORE_TOKENS.")

@@ -716,7 +716,8 @@ async def _pipelined(pool: Any, packed: bytes, count: int, timeout: float) -> li
         await pool.release(conn)
 
 
-def _split_replies(plan: _ReadPlan, keys: dict[str, list[str]], replies: list) -> tuple[dict[str, list], dict[str, bool]]:
+def _split_replies(plan: _ReadPlan, keys: dict[str, list[str]],
+                   replies: list) -> tuple[dict[str, list], dict[str, bool]]:
     """The pipeline's replies as each view's rows, and whether each view has a finished sync."""
     rows, i = {}, 0
     for vp in plan.views:

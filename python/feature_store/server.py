@@ -503,8 +503,9 @@ class _Server:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             what = "an empty body" if not raw.strip() else f"malformed JSON ({exc})"
-            raise _Problem(400, "malformed_json", f"the request body is {what}; send a JSON object such as "
-                                                  '{"features": ["view:feature"], "entities": {"user_id": [1]}}') from None
+            example = '{"features": ["view:feature"], "entities": {"user_id": [1]}}'
+            raise _Problem(400, "malformed_json", f"the request body is {what}; send a JSON object such as {example}") \
+                from None
         if not isinstance(body, dict):
             raise _Problem(400, "malformed_json", f"the request body must be a JSON object, got {type(body).__name__}")
         return body
