@@ -38,11 +38,14 @@ postgres:
 # The Spark tests (tests/test_spark.py) run dbt-spark's session method and PySpark, which
 # start a local JVM: Spark 4.0 needs Java 17 or later. Slim Debian images leave out
 # /usr/share/man, where the package's post-install links java's man page, and fail without it.
+# Debian 12 packages Java 17; later releases only a newer one (default-jre-headless), which
+# Spark 4.0 runs on too.
 java:
 	@command -v java >/dev/null || { \
-	  echo "Installing openjdk-17-jre-headless from apt..."; \
+	  echo "Installing a Java runtime (openjdk-17-jre-headless) from apt..."; \
 	  mkdir -p /usr/share/man/man1 && apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null 2>&1 || \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; }; }
 
 demo: install
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
