@@ -503,7 +503,7 @@ def test_feature_service_and_reload_keep_requests_in_flight(built_project, redis
     shutil.copytree(built_project, project, ignore=shutil.ignore_patterns("*.duckdb*", "logs"))
     server = ServerProcess(project, redis_main.url, tmp_path / "serve.log").start()
     try:
-        request = {"feature_service": "churn_model", "entities": {"user_id": [999_999_999]}}
+        request = {"feature_service": "server_test_model", "entities": {"user_id": [999_999_999]}}
         assert post(server, request).status_code == 422
         statuses: list[int] = []
         stop = threading.Event()
@@ -519,9 +519,9 @@ def test_feature_service_and_reload_keep_requests_in_flight(built_project, redis
             t.start()
         manifest_path = project / "target" / "manifest.json"
         manifest = orjson.loads(manifest_path.read_bytes())
-        manifest["exposures"]["exposure.feature_store.churn_model"] = {
-            "name": "churn_model", "resource_type": "exposure", "type": "ml", "package_name": "feature_store",
-            "unique_id": "exposure.feature_store.churn_model", "owner": {"email": "ml@example.com"},
+        manifest["exposures"]["exposure.feature_store.server_test_model"] = {
+            "name": "server_test_model", "resource_type": "exposure", "type": "ml", "package_name": "feature_store",
+            "unique_id": "exposure.feature_store.server_test_model", "owner": {"email": "ml@example.com"},
             "depends_on": {"nodes": ["model.feature_store.user_order_features"], "macros": []},
             "config": {"meta": {"feature_store": {"features": ORDER[:2]}}}}
         for _ in range(3):  # rewrite it a few times, as dbt does: each rewrite is a reload
@@ -539,7 +539,7 @@ def test_feature_service_and_reload_keep_requests_in_flight(built_project, redis
         assert got.json()["metadata"]["feature_names"] == ["user_id", "user_7d_orders", "user_lifetime_orders"]
         assert statuses and set(statuses) == {200}, f"requests failed during the reload: {set(statuses)}"
         catalogue = httpx.get(server.url + "/features").json()
-        assert catalogue["feature_services"] == {"churn_model": ORDER[:2]}
+        assert catalogue["feature_services"]["server_test_model"] == ORDER[:2]
         # a broken manifest keeps the registry there is, and says so
         manifest_path.write_text("{broken")
         deadline = time.monotonic() + 10
