@@ -20,6 +20,7 @@ import click
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from feature_store.errors import FeatureStoreError, ManifestMissing
 from feature_store.registry import FeatureView, Registry, format_duration
@@ -95,6 +96,7 @@ def main(ctx: click.Context, redis_timeout: float | None, redis_retries: int | N
     After `dbt build`:
       fstore list                      what feature views exist
       fstore validate                  check every definition
+      fstore lineage view:feature      where a feature comes from, what uses it
       fstore historical --spine labels.parquet --timestamp-column label_ts \\
           --features user_order_features --out training.parquet
       fstore sync                      push the latest values to Redis
@@ -196,7 +198,8 @@ def _describe_data(view: FeatureView) -> dict:
 @click.argument("view_name", metavar="VIEW")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def describe(project, view_name, as_json):
-    """Show one feature view: columns, types, fallbacks, tombstones, ttl, upstream and downstream.
+    """Show one feature view: columns, types, fallbacks, tombstones, ttl, upstream, downstream, and
+    the models (dbt exposures) that use it.
 
     \b
     Example:
@@ -204,6 +207,7 @@ def describe(project, view_name, as_json):
     """
     registry = load_registry(project, quiet=as_json)
     data = _describe_data(registry.view(view_name))
+    data["used_by"] = [c.to_dict() for c in registry.consumers(data["view"])]
     if as_json:
         _json(data)
         return
@@ -226,6 +230,70 @@ def describe(project, view_name, as_json):
     out.print()
     out.print(f"  upstream:   {', '.join(data['upstream']) or '-'}")
     out.print(f"  downstream: {', '.join(data['downstream']) or '-'}")
+    for i, c in enumerate(data["used_by"] or [None]):
+        out.print(f"  {'used by:' if i == 0 else '':<12}{_consumer_line(c) if c else '-'}")
+
+
+def _consumer_uses(c: dict) -> str:
+    """What an exposure uses of a view (a :meth:`Consumer.to_dict`)."""
+    if c["features"]:
+        return f"uses {', '.join(c['features'])}"
+    return "depends on the view, lists no features" if c["type"] == "ml" else "depends on the view"
+
+
+def _consumer_line(c: dict) -> str:
+    """One exposure using a view: name, type, owner, and the features it uses."""
+    about = ", ".join(x for x in (f"{c['type'] or 'untyped'} exposure", c["owner"]) if x)
+    return f"{c['name']} ({about}): {_consumer_uses(c)}"
+
+
+@main.command()
+@project_options
+@click.argument("feature_ref", metavar="FEATURE")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def lineage(project, feature_ref, as_json):
+    """Show where a feature comes from and what uses it: sources, models, the feature, training sets, exposures.
+
+    FEATURE is view:feature, or a view for all its features. Training sets are the models
+    calling point_in_time_join on the view (dbt records the views a join reads, not which
+    of their features); exposures are the dbt exposures using it, feature services first.
+
+    \b
+    Examples:
+      fstore lineage user_order_features:user_7d_orders
+      fstore lineage user_txn_features --json
+    """
+    registry = load_registry(project, quiet=as_json)
+    data = registry.lineage(feature_ref).to_dict()
+    if as_json:
+        _json(data)
+        return
+
+    def section(title: str, rows: list[tuple[str, ...]], empty: str) -> None:
+        out.print(f"[bold]{title}[/bold]", markup=True)
+        if not rows:
+            out.print(f"   {empty}")
+            return
+        table = Table(box=None, pad_edge=False, show_header=False)
+        for row in rows:
+            # Text, not markup: descriptions hold [brackets]; folded YAML leaves newlines in them.
+            table.add_row("  ", *(Text(" ".join(cell.split())) for cell in row))
+        out.print(table)
+
+    out.print(f"Lineage of {feature_ref.strip()}", markup=False)
+    section("1. sources", [(n["resource_type"], n["name"], n["path"]) for n in data["sources"]],
+            "none: the view reads no source or seed")
+    section("2. models, from the sources to the view",
+            [("feature view" if n["feature_view"] else n["resource_type"], n["name"], n["path"])
+             for n in data["models"]], "-")
+    section("3. feature" if len(data["features"]) == 1 else "3. features",
+            [(f["feature"], f["data_type"] or "-", f"deprecated {f['deprecated']}" if f["deprecated"] else "",
+              f["description"]) for f in data["features"]], "none: the view has no feature columns")
+    used = [("training set", n["name"], n["path"], "joins the view") for n in data["training_sets"]]
+    used += [(f"{c['type'] or 'untyped'} exposure", c["name"], c["path"],
+              "; ".join(x for x in (_consumer_uses(c), c["owner"] and f"owner {c['owner']}") if x))
+             for c in data["exposures"]]
+    section("4. used by", used, "nothing: no training set joins the view and no exposure uses it")
 
 
 @main.command()
@@ -239,8 +307,8 @@ def validate(project, as_json):
       fstore validate
     """
     registry = load_registry(project, quiet=as_json)
-    problems = registry.problems
-    errors = registry.errors()
+    problems = registry.validate()  # the load's problems, and feature services past a tombstone
+    errors = [p for p in problems if p.severity == "error"]
     if as_json:
         _json([{"severity": p.severity, "model": p.model, "where": p.where, "message": p.message}
                for p in problems])

@@ -110,7 +110,7 @@ class RetrievalJob:
 def get_historical_features(
     registry: Registry,
     entity_df: pd.DataFrame | pa.Table | str,
-    features: Iterable[str],
+    features: Iterable[str] | None = None,
     timestamp_column: str = "event_timestamp",
     full_feature_names: bool = False,
     ttl_override: str | timedelta | dict | None = None,
@@ -119,8 +119,13 @@ def get_historical_features(
     *,
     wait: float = 0.0,
     on_wait: Callable[[str], None] | None = None,
+    feature_service: str | None = None,
 ) -> RetrievalJob:
     """Attach ``features`` to every row of ``entity_df`` as they were at its ``timestamp_column``.
+
+    ``features`` are ``view:feature`` references (a bare ``view`` means all its features);
+    instead of them, ``feature_service`` names an ML model (a dbt exposure of type ml) and
+    takes its features (:meth:`~feature_store.registry.Registry.feature_service`).
 
     ``entity_df`` (the spine) is one of:
 
@@ -145,9 +150,7 @@ def get_historical_features(
     ``wait`` and ``on_wait`` apply to each opening of the warehouse file, as in
     :func:`~feature_store.warehouse.open_warehouse`. See docs/point-in-time.md for the exact point-in-time rule.
     """
-    if isinstance(features, str):
-        features = [features]
-    feats = registry.resolve(features)
+    feats = registry.resolve(registry.requested_features(features, feature_service))
     if not feats:
         raise EntityDataFrameError("no features requested; pass features=['view:feature', ...] or a view name")
     names = output_names(feats, full_feature_names)

@@ -538,12 +538,14 @@ SYNCED_FIELD = "as_of"
 def get_online_features(
     registry: Registry,
     store: OnlineStore,
-    features: list[str],
-    entity_rows: list[dict],
+    features: list[str] | None = None,
+    entity_rows: list[dict] | None = None,
     full_feature_names: bool = False,
     now: datetime | None = None,
     gate: str = "raise",
     apply_fallbacks: bool = True,
+    *,
+    feature_service: str | None = None,
 ) -> "OnlineResponse":
     """The latest live value of each feature for each entity row, in one Redis round trip.
 
@@ -556,9 +558,11 @@ def get_online_features(
     status, for a person looking), none leaves ``None``. ``apply_fallbacks=False``
     shows what Redis holds, without any fallback. A view with no finished sync in
     this Redis (never synced, or its data was lost) gives ``NOT_SYNCED`` for all its
-    values: no default is imputed, and gated features raise.
+    values: no default is imputed, and gated features raise. Instead of ``features``,
+    ``feature_service`` names an ML model (a dbt exposure of type ml) and reads its features.
     """
-    read = _Read(registry, store, features, entity_rows, full_feature_names, now, gate, apply_fallbacks)
+    read = _Read(registry, store, registry.requested_features(features, feature_service), _rows(entity_rows),
+                 full_feature_names, now, gate, apply_fallbacks)
     replies = store.call("reading features", read.attempt_sync) if read.n else []
     return read.finish(replies)
 
@@ -566,12 +570,14 @@ def get_online_features(
 async def get_online_features_async(
     registry: Registry,
     store: OnlineStore,
-    features: list[str],
-    entity_rows: list[dict],
+    features: list[str] | None = None,
+    entity_rows: list[dict] | None = None,
     full_feature_names: bool = False,
     now: datetime | None = None,
     gate: str = "raise",
     apply_fallbacks: bool = True,
+    *,
+    feature_service: str | None = None,
 ) -> "OnlineResponse":
     """:func:`get_online_features` on asyncio (``redis.asyncio``, hiredis when installed), for servers.
 
@@ -581,9 +587,17 @@ async def get_online_features_async(
     ``asyncio.sleep``), and the same decoding, ttl check and fallbacks, so both give the
     same response for the same Redis and ``now``.
     """
-    read = _Read(registry, store, features, entity_rows, full_feature_names, now, gate, apply_fallbacks)
+    read = _Read(registry, store, registry.requested_features(features, feature_service), _rows(entity_rows),
+                 full_feature_names, now, gate, apply_fallbacks)
     replies = await store.call_async("reading features", read.attempt_async) if read.n else []
     return read.finish(replies)
+
+
+def _rows(entity_rows: list[dict] | None) -> list[dict]:
+    # entity_rows has a default only so that feature_service can stand in for features before it.
+    if entity_rows is None:
+        raise EntityDataFrameError("no entity_rows; pass entity_rows=[{<join key>: <value>, ...}, ...]")
+    return entity_rows
 
 
 class _Read:

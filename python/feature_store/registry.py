@@ -19,6 +19,9 @@ missing or misspelled keys, it rejects as errors:
   match byte for byte (``27.4`` and ``27.40`` are two entities), unlike a SQL join;
 * on every view, columns named like a field of the online hash
   (:data:`feature_store.codec.RESERVED_FIELDS`) or starting with :data:`RESERVED_PREFIX`;
+* on feature services (dbt exposures of ``type: ml``, see :class:`FeatureService`),
+  references to features or views that do not exist; :meth:`Registry.validate` adds the
+  features they use past their tombstone date, which depend on the day it runs;
 * anything of the wrong shape, in the manifest or in the definitions, named by model
   (or file) and key. Only a manifest, project or profiles file whose top level or
   sections are unusable raises (:class:`ManifestError`, naming the file and key):
@@ -36,7 +39,7 @@ import re
 import reprlib
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -55,10 +58,14 @@ from feature_store.errors import (
 
 __all__ = [
     "ENTITIES_VAR",
+    "Consumer",
+    "DbtNode",
     "Entity",
     "Fallback",
     "Feature",
+    "FeatureService",
     "FeatureView",
+    "Lineage",
     "Problem",
     "RESERVED_PREFIX",
     "Registry",
@@ -87,6 +94,14 @@ VIEW_META_KEYS = (
     "description",
 )
 COLUMN_META_KEYS = ("fallback", "deprecated", "replaced_by", "tags")
+EXPOSURE_META_KEYS = ("features",)
+
+# A model that calls the join macro (itself, or through macros of its own) on a view is a
+# training set of that view: dbt records the macros a node calls in its depends_on.
+POINT_IN_TIME_JOIN = "macro.feature_store.point_in_time_join"
+# What lineage shows as where the data comes from; the other upstream nodes are models.
+SOURCE_TYPES = ("source", "seed")
+_GRAPH_TYPES = ("model", "seed", "snapshot", "source", "exposure")
 
 # Names of the point-in-time join: the Python API registers the spine as SPINE_RELATION
 # and adds SPINE_ROW and SPINE_TS to it, and the join's macros name their CTEs and helper
@@ -314,6 +329,98 @@ class FeatureView:
         return [f.name for f in self.features]
 
 
+@dataclass(frozen=True)
+class FeatureService:
+    """The features an ML model reads: a dbt exposure of ``type: ml`` that depends on feature views.
+
+    ``features`` are the references listed under the exposure's
+    ``config.meta.feature_store.features``: ``view:feature``, or ``view`` for every
+    feature of a view. An ml exposure that lists none reads every feature of the views
+    it ``depends_on``; ``features`` then holds those view names and ``listed`` is false.
+    :meth:`Registry.feature_service` resolves them to ``view:feature`` references.
+    """
+
+    name: str
+    unique_id: str
+    features: tuple[str, ...]
+    depends_on: tuple[str, ...] = ()  # node ids, as dbt recorded them
+    owner: str | None = None  # the owner's email, else their name
+    description: str = ""
+    path: str = ""  # the YAML file declaring the exposure, relative to its project
+    type: str = "ml"
+    listed: bool = True
+
+
+@dataclass(frozen=True)
+class DbtNode:
+    """One node of dbt's graph as lineage shows it: a source, seed, snapshot, model or exposure."""
+
+    unique_id: str
+    name: str  # a source's is ``source_name.table``
+    resource_type: str
+    path: str = ""  # its file, relative to its project
+    depends_on: tuple[str, ...] = ()
+    joins_features: bool = False  # a model calling feature_store.point_in_time_join: a training set
+    type: str = ""  # an exposure's type (ml, dashboard, application, ...)
+    owner: str | None = None  # an exposure's owner
+
+    def to_dict(self) -> dict[str, Any]:
+        """The node as JSON-ready data (an exposure's type and owner too)."""
+        out: dict[str, Any] = {"name": self.name, "resource_type": self.resource_type, "unique_id": self.unique_id,
+                               "path": self.path}
+        if self.resource_type == "exposure":
+            out.update(type=self.type, owner=self.owner)
+        return out
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """An exposure that consumes a feature view: the view's features it lists, or none when it
+    only ``depends_on`` the view (a dashboard, say, or an ml exposure listing no features)."""
+
+    name: str
+    unique_id: str
+    type: str
+    owner: str | None
+    path: str
+    features: tuple[str, ...]  # names of the view's features it uses
+    listed: bool  # whether it lists its features (else it depends on the view as a whole)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The consumer as JSON-ready data."""
+        return {"name": self.name, "unique_id": self.unique_id, "type": self.type, "owner": self.owner,
+                "path": self.path, "features": list(self.features), "listed": self.listed}
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a feature comes from and what uses it, from dbt's graph: what ``fstore lineage`` prints.
+
+    ``models`` run from the sources up to the view (each after the nodes it reads; the
+    view is last, marked ``feature_view`` in :meth:`to_dict`). ``training_sets`` are the models calling ``point_in_time_join`` on the
+    view: the manifest records which views a join reads, not which of their features.
+    """
+
+    view: FeatureView
+    features: tuple[Feature, ...]  # the one asked for, or every feature of the view
+    sources: tuple[DbtNode, ...]
+    models: tuple[DbtNode, ...]
+    training_sets: tuple[DbtNode, ...]
+    exposures: tuple[Consumer, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The lineage as JSON-ready data: what ``fstore lineage --json`` prints."""
+        return {
+            "view": self.view.name,
+            "sources": [n.to_dict() for n in self.sources],
+            "models": [{**n.to_dict(), "feature_view": n.unique_id == self.view.unique_id} for n in self.models],
+            "features": [{"feature": f.ref, "data_type": f.data_type, "description": f.description,
+                          "deprecated": f.deprecated, "replaced_by": f.replaced_by} for f in self.features],
+            "training_sets": [n.to_dict() for n in self.training_sets],
+            "exposures": [c.to_dict() for c in self.exposures],
+        }
+
+
 def output_names(features: list[Feature], full_feature_names: bool) -> list[str]:
     """The name each feature gets in a result (``view__feature`` when full), offline and online alike.
 
@@ -463,11 +570,14 @@ def read_manifest(manifest_path: Path, project_dir: Path) -> dict:
 
 
 class Registry:
-    """Feature views and entities of one dbt project, parsed from its manifest.
+    """Feature views, entities and feature services of one dbt project, parsed from its manifest.
 
-    Use :meth:`load`; ``problems`` lists what :meth:`validate` found (errors,
-    warnings and notes). Loading never raises for bad definitions: ``load(strict=True)``
-    (the default for serving) raises :class:`DefinitionError` if any problem is an error.
+    Use :meth:`load`; ``problems`` lists what loading found (errors, warnings and
+    notes), and :meth:`validate` adds what depends on the date. Loading never raises for
+    bad definitions: ``load(strict=True)`` (the default for serving) raises
+    :class:`DefinitionError` if any problem is an error. ``feature_services`` are the ML
+    models (dbt exposures of ``type: ml``) by name; ``graph`` is dbt's graph of sources,
+    seeds, snapshots, models and exposures by node id, for :meth:`lineage`.
     """
 
     def __init__(
@@ -481,11 +591,15 @@ class Registry:
         manifest_path: Path,
         target: Target,
         adapter_type: str | None = None,
+        feature_services: dict[str, FeatureService] | None = None,
+        graph: dict[str, DbtNode] | None = None,
     ):
         self.project_name = project_name
         self.entities = entities
         self.views = views
         self.problems = problems
+        self.feature_services = feature_services or {}
+        self.graph = graph or {}
         self.project_dir = project_dir
         self.manifest_path = manifest_path
         self.target = target
@@ -571,7 +685,8 @@ class Registry:
 
         Bad definitions, and nodes of the wrong shape, become problems naming the model
         (or the file) and the key; a manifest whose top level or sections (``nodes``,
-        ``child_map``, ``metadata``) are not mappings raises :class:`ManifestError`.
+        ``child_map``, ``metadata``, ``sources``, ``exposures``, ``macros``) are not
+        mappings raises :class:`ManifestError`.
         """
         again = "; run `dbt parse` again"
         if not isinstance(manifest, dict):
@@ -581,6 +696,9 @@ class Registry:
         nodes = _mapping(manifest.get("nodes"), manifest_path, "nodes", again)
         child_map = _mapping(manifest.get("child_map"), manifest_path, "child_map", again)
         metadata = _mapping(manifest.get("metadata"), manifest_path, "metadata", again)
+        sources = _mapping(manifest.get("sources"), manifest_path, "sources", again)
+        exposures = _mapping(manifest.get("exposures"), manifest_path, "exposures", again)
+        macros = _mapping(manifest.get("macros"), manifest_path, "macros", again)
         adapter_type = _text(metadata.get("adapter_type"), manifest_path, "metadata.adapter_type", again)
         manifest_project = _text(metadata.get("project_name"), manifest_path, "metadata.project_name", again)
 
@@ -612,6 +730,26 @@ class Registry:
             views[view.name] = view
 
         _check_across_views(views, entities, problems)
+        services: dict[str, FeatureService] = {}
+        for uid, node in exposures.items():
+            if not isinstance(node, dict):
+                problems.append(Problem("error", str(manifest_path), f"exposures.{uid}",
+                                        f"must be a mapping, got {_got(node)}{again}"))
+                continue
+            package = node.get("package_name")
+            if wanted is not None and (not isinstance(package, str) or package not in wanted):
+                continue
+            service = _parse_service(uid, node, views, problems)
+            if service is None:
+                continue
+            if service.name in services:
+                problems.append(Problem(
+                    "error", service.name, "exposure name",
+                    f"two feature services are named {service.name!r} ({services[service.name].unique_id} and "
+                    f"{service.unique_id}); feature_service= names them by exposure name, so rename one"))
+                continue
+            services[service.name] = service
+        _check_services(services, views, problems)
         return cls(
             project_name or manifest_project or "",
             entities,
@@ -621,6 +759,8 @@ class Registry:
             manifest_path=manifest_path,
             target=target or Target("dev", adapter_type or "unknown", None),
             adapter_type=adapter_type,
+            feature_services=services,
+            graph=_parse_graph(nodes, sources, exposures, macros),
         )
 
     # -- queries ----------------------------------------------------------------------------
@@ -648,6 +788,152 @@ class Registry:
                     seen.add(f.ref)
                     out.append(f)
         return out
+
+    def feature_service(self, name: str) -> list[str]:
+        """The ``view:feature`` references of the feature service (ML model exposure) ``name``, in order.
+
+        A listed ``view`` becomes each of its features, as they are in this registry.
+        :class:`UnknownFeature` with a did-you-mean when no exposure of type ml is called
+        ``name``, or when the service names a feature or view that does not exist.
+        """
+        service = self.feature_services.get(name) if isinstance(name, str) else None
+        if service is None:
+            known = ", ".join(sorted(self.feature_services)) or "none declared"
+            raise UnknownFeature(
+                f"no feature service {name!r}{_did_you_mean(name, self.feature_services)}; a feature service is a "
+                f"dbt exposure of type ml that depends on feature views (known: {known}; run `dbt parse` if you "
+                "just added it)")
+        try:
+            return [f.ref for f in self.resolve(service.features)]
+        except (UnknownFeature, UnknownFeatureView) as exc:
+            raise UnknownFeature(f"feature service {name} ({service.path or service.unique_id}): {exc}; fix "
+                                 "its meta.feature_store.features (`fstore validate` lists every problem)") from None
+
+    def requested_features(self, features: Iterable[str] | str | None, feature_service: str | None) -> list[str]:
+        """The feature references a read asked for: ``features``, or those of ``feature_service``.
+
+        Exactly one of the two must be given; :class:`EntityDataFrameError` says so otherwise.
+        """
+        if features is not None and feature_service is not None:
+            raise EntityDataFrameError(
+                f"pass either features=[...] or feature_service={feature_service!r}, not both: a feature service "
+                "already names its features")
+        if feature_service is not None:
+            return self.feature_service(feature_service)
+        if features is None:
+            raise EntityDataFrameError(
+                "no features requested; pass features=['view:feature', ...] (or a view name), or "
+                "feature_service='<ml exposure name>'")
+        return [features] if isinstance(features, str) else list(features)
+
+    def consumers(self, view_name: str, feature_name: str | None = None) -> list[Consumer]:
+        """The exposures that consume feature view ``view_name`` (or only its feature ``feature_name``).
+
+        Feature services that list the view's features (any of them, or ``feature_name``)
+        or depend on it, then the other exposures that depend on it, each by name.
+        """
+        view = self.view(view_name)
+        if feature_name is not None:
+            view.feature(feature_name)
+        out: list[Consumer] = []
+        for s in sorted(self.feature_services.values(), key=lambda s: s.name):
+            used = tuple(f.name for f in self._service_features(s)
+                         if f.view == view.name and feature_name in (None, f.name))
+            if used or (feature_name is None and view.unique_id in s.depends_on):
+                out.append(Consumer(s.name, s.unique_id, s.type, s.owner, s.path, used, s.listed))
+        services = {s.unique_id for s in self.feature_services.values()}
+        for node in sorted(self.graph.values(), key=lambda n: (n.name, n.unique_id)):
+            if node.resource_type == "exposure" and node.unique_id not in services and view.unique_id in node.depends_on:
+                out.append(Consumer(node.name, node.unique_id, node.type, node.owner, node.path, (), False))
+        return out
+
+    def lineage(self, ref: str) -> Lineage:
+        """Where feature ``ref`` (``view:feature``, or a view for all its features) comes from and what uses it.
+
+        :class:`UnknownFeatureView` / :class:`UnknownFeature`, with a did-you-mean, when it does not exist.
+        """
+        view_name, sep, feature_name = str(ref).partition(":")
+        view = self.view(view_name.strip())
+        features = (view.feature(feature_name.strip()),) if sep else view.features
+        upstream = self._upstream(view)
+        training = sorted((n for n in self.graph.values()
+                           if n.joins_features and view.unique_id in n.depends_on), key=lambda n: n.name)
+        return Lineage(
+            view=view,
+            features=features,
+            sources=tuple(n for n in upstream if n.resource_type in SOURCE_TYPES),
+            models=tuple(n for n in upstream if n.resource_type not in SOURCE_TYPES),
+            training_sets=tuple(training),
+            exposures=tuple(self.consumers(view.name, feature_name.strip() if sep else None)),
+        )
+
+    def validate(self, today: date | None = None) -> list[Problem]:
+        """Every problem: :attr:`problems`, and the feature services' use of deprecated features.
+
+        A feature service using a feature whose tombstone date is ``today`` (default: today
+        in UTC) or earlier is an error, one using a feature with a later tombstone a
+        warning. These are kept out of :attr:`problems` on purpose: ``load(strict=True)``
+        refuses a registry with errors, and serving must not stop because a date passed.
+        """
+        today = today or datetime.now(timezone.utc).date()
+        problems = list(self.problems)
+        for s in sorted(self.feature_services.values(), key=lambda s: s.name):
+            for f in self._service_features(s):
+                if not f.deprecated:
+                    continue
+                try:
+                    tombstone = datetime.fromisoformat(f.deprecated).date()
+                except ValueError:  # reported on the column already
+                    continue
+                listed = s.listed and f.ref in s.features
+                stop = ("remove it from meta.feature_store.features" if listed else
+                        f"list the features the model uses instead of all of {f.view}")
+                instead = f" and use {f.replaced_by}" if f.replaced_by else ""
+                where = _service_where(s, "meta.feature_store.features")
+                if tombstone <= today:
+                    problems.append(Problem("error", s.name, where, (
+                        f"uses {f.ref}, which reached its tombstone on {tombstone} and is due for removal; move the "
+                        f"model off it: {stop}{instead}")))
+                else:
+                    problems.append(Problem("warning", s.name, where, (
+                        f"uses {f.ref}, deprecated with tombstone {tombstone} ({(tombstone - today).days} days "
+                        f"left); before then, {stop}{instead}")))
+        return problems
+
+    def _service_features(self, service: FeatureService) -> list[Feature]:
+        """The features a service names that exist (the others are problems already), in order."""
+        out: list[Feature] = []
+        for ref in service.features:
+            view_name, sep, feature_name = ref.partition(":")
+            view = self.views.get(view_name.strip())
+            if view is None:
+                continue
+            for f in view.features:
+                if (not sep or f.name == feature_name.strip()) and f not in out:
+                    out.append(f)
+        return out
+
+    def _upstream(self, view: FeatureView) -> list[DbtNode]:
+        """The view and every node it reads, each after the nodes it reads (a depth-first post-order)."""
+        def node(uid: str) -> DbtNode:
+            if uid == view.unique_id and uid not in self.graph:
+                return DbtNode(uid, view.name, "model", depends_on=view.upstream)
+            return self.graph.get(uid) or DbtNode(uid, uid.rsplit(".", 1)[-1], uid.split(".", 1)[0])
+
+        order: list[DbtNode] = []
+        seen: set[str] = set()
+        stack: list[tuple[str, bool]] = [(view.unique_id, False)]
+        while stack:
+            uid, done = stack.pop()
+            if done:
+                order.append(node(uid))
+                continue
+            if uid in seen:
+                continue
+            seen.add(uid)
+            stack.append((uid, True))
+            stack += [(parent, False) for parent in sorted(node(uid).depends_on, reverse=True) if parent not in seen]
+        return order
 
     def stale_files(self) -> list[Path]:
         """Model, macro and project files changed after the manifest was written."""
@@ -1037,3 +1323,172 @@ def _check_across_views(views: dict[str, FeatureView], entities: dict[str, Entit
             problems.append(Problem(
                 "note", owners[0], f"feature {fname}",
                 f"also defined in {', '.join(owners[1:])}; a join that takes both needs full_feature_names"))
+
+
+# -- feature services and lineage ----------------------------------------------------------------
+
+
+def _service_where(service: FeatureService, key: str) -> str:
+    """Where a service's problem is: its YAML file (an exposure has no model to name) and the key."""
+    return f"{service.path}: {key}" if service.path else key
+
+
+def _parse_service(uid: Any, node: dict, views: dict[str, FeatureView], problems: list[Problem]) -> FeatureService | None:
+    """An exposure as a feature service, or ``None`` when it is none (not ml, or reads no feature view)."""
+    raw_name = node.get("name")
+    name = raw_name if isinstance(raw_name, str) and raw_name else str(uid).rsplit(".", 1)[-1]
+    raw_path = node.get("original_file_path")
+    path = raw_path if isinstance(raw_path, str) else ""
+
+    def problem(where: str, message: str, severity: str = "error") -> None:
+        problems.append(Problem(severity, name, f"{path}: {where}" if path else where, message))
+
+    meta = _view_meta(node, problem)  # an exposure's meta sits where a model's does
+    exposure_type = node.get("type")
+    if meta is _NOT_A_VIEW and exposure_type != "ml":
+        return None  # a dashboard or an application: lineage shows it, it serves nothing
+    if raw_name is not None and not isinstance(raw_name, str):
+        problem("name", f"must be text, got {_got(raw_name)}; run `dbt parse` again")
+        return None
+    depends = _as_mapping(node.get("depends_on"), "depends_on", problem)
+    parents = _as_names(depends.get("nodes"), "depends_on.nodes", problem, "node ids")
+    if meta is _NOT_A_VIEW:
+        used = tuple(v.name for v in views.values() if v.unique_id in parents)
+        if not used:
+            return None
+        features, listed = used, False
+        problem("meta.feature_store.features",
+                f"lists no features, so it reads every feature of {', '.join(used)}; list the ones the model uses "
+                f"(config: {{meta: {{feature_store: {{features: [{used[0]}:<feature>, ...]}}}}}}) so validate and "
+                "lineage can track them", "note")
+    else:
+        if not isinstance(meta, dict):
+            problem("meta.feature_store",
+                    f"must be a mapping such as {{features: [view:feature, ...]}}, got {_got(meta)}")
+            return None
+        for key in meta:
+            if key not in EXPOSURE_META_KEYS:
+                problem(f"meta.feature_store.{key}",
+                        f"unknown key{_did_you_mean(key, EXPOSURE_META_KEYS)} (known: {', '.join(EXPOSURE_META_KEYS)})")
+        refs = _names(meta.get("features"))
+        if refs is None:
+            problem("meta.feature_store.features", f"must be a list of feature references ('view:feature', or "
+                    f"'view' for all its features), got {_got(meta.get('features'))}")
+            return None
+        if not refs:
+            problem("meta.feature_store.features", "missing; list the features the model uses, e.g. "
+                    "features: [user_order_features:user_7d_orders]")
+            return None
+        if exposure_type != "ml":
+            shown = repr(exposure_type) if isinstance(exposure_type, str) else _got(exposure_type)
+            problem("type", f"is {shown}, yet the exposure lists features: a feature service is an ML model; "
+                    "declare type: ml", "warning")
+        features, listed = refs, True
+    owner = _as_mapping(node.get("owner"), "owner", problem)
+    email = _as_text(owner.get("email"), "owner.email", problem)
+    owner_name = _as_text(owner.get("name"), "owner.name", problem)
+    return FeatureService(
+        name=name,
+        unique_id=str(uid),
+        features=features,
+        depends_on=parents,
+        owner=email or owner_name or None,
+        description=_as_text(node.get("description"), "description", problem),
+        path=path,
+        type=exposure_type if isinstance(exposure_type, str) else "",
+        listed=listed,
+    )
+
+
+def _check_services(services: dict[str, FeatureService], views: dict[str, FeatureView],
+                    problems: list[Problem]) -> None:
+    """Each listed reference names a feature (or view) that exists, and a view the exposure depends on."""
+    for s in services.values():
+        where = _service_where(s, "meta.feature_store.features")
+
+        def problem(message: str, severity: str = "error", where: str = where, service: str = s.name) -> None:
+            problems.append(Problem(severity, service, where, message))
+
+        resolved: list[Feature] = []
+        undeclared: list[str] = []
+        for ref in s.features if s.listed else ():
+            view_name, sep, feature_name = (part.strip() for part in ref.partition(":"))
+            view = views.get(view_name)
+            if view is None:
+                problem(f"{ref!r}: no feature view {view_name!r}{_did_you_mean(view_name, views)}; name one that "
+                        "`fstore list` shows, or remove the reference")
+                continue
+            if sep and not feature_name:
+                problem(f"{ref!r} names no feature; write {view.name}:<feature>, or {view.name} for all its features")
+                continue
+            if sep and feature_name not in view.feature_names:
+                problem(f"{ref!r}: feature view {view.name} has no feature {feature_name!r}"
+                        f"{_did_you_mean(feature_name, view.feature_names)} (its features: "
+                        f"{', '.join(view.feature_names)})")
+                continue
+            resolved += [f for f in view.features if (not sep or f.name == feature_name) and f not in resolved]
+            if view.unique_id not in s.depends_on and view.name not in undeclared:
+                undeclared.append(view.name)
+                problem(f"uses {view.name} but does not depend_on it; add ref('{view.name}') to the exposure's "
+                        "depends_on so dbt's lineage (and `fstore describe`) show the model reading it", "warning")
+        try:
+            output_names(resolved, False)
+        except EntityDataFrameError as exc:
+            problem(f"{exc}; readers of this service need full_feature_names=True", "warning")
+
+
+def _macros_calling(macros: dict, target: str) -> set[str]:
+    """``target`` and every macro that calls it, directly or through others."""
+    callers: dict[str, list[str]] = {}
+    for uid, macro in macros.items():
+        depends = macro.get("depends_on") if isinstance(macro, dict) else None
+        for called in (_names(depends.get("macros")) if isinstance(depends, dict) else None) or ():
+            callers.setdefault(called, []).append(uid)
+    found, todo = {target}, [target]
+    while todo:
+        for caller in callers.get(todo.pop(), ()):
+            if caller not in found:
+                found.add(caller)
+                todo.append(caller)
+    return found
+
+
+def _parse_graph(nodes: dict, sources: dict, exposures: dict, macros: dict) -> dict[str, DbtNode]:
+    """dbt's graph as lineage reads it: every source, seed, snapshot, model and exposure by node id.
+
+    Not validated: what is not of the expected shape is left out, since a view's own
+    ``depends_on`` and the feature services are checked, and reported, where they are parsed.
+    """
+    joins = _macros_calling(macros, POINT_IN_TIME_JOIN)
+    graph: dict[str, DbtNode] = {}
+    for section in (nodes, sources, exposures):
+        for uid, node in section.items():
+            if not isinstance(uid, str) or not isinstance(node, dict) or node.get("resource_type") not in _GRAPH_TYPES:
+                continue
+            rtype = node["resource_type"]
+            name = _text_or(node.get("name"), uid.rsplit(".", 1)[-1])
+            if rtype == "source" and _text_or(node.get("source_name"), ""):
+                name = f"{node['source_name']}.{name}"
+            depends = _dict_or_empty(node.get("depends_on"))
+            owner = _dict_or_empty(node.get("owner"))
+            graph[uid] = DbtNode(
+                unique_id=uid,
+                name=name,
+                resource_type=rtype,
+                path=_text_or(node.get("original_file_path"), ""),
+                depends_on=_names(depends.get("nodes")) or (),
+                joins_features=rtype == "model" and any(m in joins for m in _names(depends.get("macros")) or ()),
+                type=_text_or(node.get("type"), "") if rtype == "exposure" else "",
+                owner=(_text_or(owner.get("email"), "") or _text_or(owner.get("name"), "") or None
+                       if rtype == "exposure" else None),
+            )
+    return graph
+
+
+def _text_or(value: Any, default: str) -> str:
+    """``value`` if it is non-empty text, else ``default``."""
+    return value if isinstance(value, str) and value else default
+
+
+def _dict_or_empty(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}

@@ -85,19 +85,25 @@ class FeatureStore:
     def get_historical_features(
         self,
         entity_df: Any,
-        features: Iterable[str],
+        features: Iterable[str] | None = None,
         timestamp_column: str = "event_timestamp",
         full_feature_names: bool = False,
         ttl_override: Any = None,
         as_of_created: bool = False,
+        *,
+        feature_service: str | None = None,
     ) -> "RetrievalJob":
-        """A point-in-time-correct training set: see :func:`feature_store.offline.get_historical_features`."""
+        """A point-in-time-correct training set: see :func:`feature_store.offline.get_historical_features`.
+
+        Give ``features`` (``view:feature`` references) or ``feature_service``, the name of
+        an ML model (a dbt exposure of type ml) whose features to take, not both.
+        """
         from feature_store.offline import get_historical_features
 
         return get_historical_features(
             self.registry, entity_df, features, timestamp_column=timestamp_column,
             full_feature_names=full_feature_names, ttl_override=ttl_override, as_of_created=as_of_created,
-            duckdb_config=self.duckdb_config, wait=self.wait,
+            duckdb_config=self.duckdb_config, wait=self.wait, feature_service=feature_service,
         )
 
     @property
@@ -118,10 +124,25 @@ class FeatureStore:
         return sync(self.registry, self.online_store, views=list(views) if views else None, **kwargs)
 
     def get_online_features(
-        self, features: Iterable[str], entity_rows: list[dict], full_feature_names: bool = False
+        self,
+        features: Iterable[str] | None = None,
+        entity_rows: list[dict] | None = None,
+        full_feature_names: bool = False,
+        *,
+        feature_service: str | None = None,
     ) -> "OnlineResponse":
-        """The latest live values for ``entity_rows``, with TTLs and fallbacks applied."""
+        """The latest live values for ``entity_rows``, with TTLs and fallbacks applied.
+
+        Give ``features`` (``view:feature`` references) or ``feature_service``, the name of
+        an ML model (a dbt exposure of type ml) whose features to read, not both:
+        ``store.get_online_features(feature_service="churn_model", entity_rows=[{"user_id": 42}])``.
+        """
         from feature_store.online import get_online_features
 
-        return get_online_features(self.registry, self.online_store, list(features), entity_rows,
-                                   full_feature_names=full_feature_names)
+        refs = None if features is None else [features] if isinstance(features, str) else list(features)
+        return get_online_features(self.registry, self.online_store, refs, entity_rows,
+                                   full_feature_names=full_feature_names, feature_service=feature_service)
+
+    def get_feature_service(self, name: str) -> list[str]:
+        """The ``view:feature`` references of the feature service (ML model exposure) ``name``."""
+        return self.registry.feature_service(name)
