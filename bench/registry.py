@@ -21,7 +21,7 @@ import orjson
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-from feature_store.registry import Registry  # noqa: E402
+from feature_store.registry import ENTITIES_VAR, Registry  # noqa: E402
 
 
 def synthetic_manifest(n_views: int, n_features: int) -> dict:
@@ -66,7 +66,7 @@ def main() -> None:
         project = Path(tmp)
         (project / "dbt_project.yml").write_text(yaml.safe_dump({
             "name": "bench", "profile": "bench", "config-version": 2,
-            "vars": {"bench": {"entities": {"user": {"join_keys": ["user_id"]}}}}}))
+            "vars": {ENTITIES_VAR: {"user": {"join_keys": ["user_id"]}}}}))
         (project / "target").mkdir()
         manifest_file = project / "target" / "manifest.json"
         manifest_file.write_bytes(orjson.dumps(synthetic_manifest(args.views, args.features)))
