@@ -196,6 +196,17 @@ def test_reads_equal_the_python_api(plain, reader):
     assert unknown["user_7d_orders"][:2] == ([0], ["PRESENT"]) and unknown["user_7d_orders"][3] == ["IMPUTED"]
 
 
+def test_feature_service_reads_what_the_python_api_reads(plain, reader):
+    """The example's churn_model (a dbt exposure of type ml, no gated feature) names its features."""
+    registry, store = reader
+    users = users_with_orders(registry, store, 5) + [999_999_999]
+    got, want = same_answer(plain, registry, store, registry.feature_service("churn_model"), users)
+    by_service = post(plain, {"feature_service": "churn_model", "entities": {"user_id": users},
+                              "include_detailed_statuses": True})
+    assert by_service.status_code == 200, by_service.text
+    assert as_columns(by_service.json()) == as_columns(got.json()) == want
+
+
 def test_full_feature_names(plain, reader):
     registry, store = reader
     users = users_with_orders(registry, store, 3)
@@ -539,7 +550,7 @@ def test_feature_service_and_reload_keep_requests_in_flight(built_project, redis
         assert got.json()["metadata"]["feature_names"] == ["user_id", "user_7d_orders", "user_lifetime_orders"]
         assert statuses and set(statuses) == {200}, f"requests failed during the reload: {set(statuses)}"
         catalogue = httpx.get(server.url + "/features").json()
-        assert catalogue["feature_services"]["server_test_model"] == ORDER[:2]
+        assert catalogue["feature_services"]["server_test_model"]["features"] == ORDER[:2]
         # a broken manifest keeps the registry there is, and says so
         manifest_path.write_text("{broken")
         deadline = time.monotonic() + 10

@@ -65,7 +65,7 @@ from feature_store.online import (
     get_online_features_async,
     timeout_settings,
 )
-from feature_store.registry import Feature, FeatureView, Registry, format_duration, read_manifest
+from feature_store.registry import Feature, FeatureView, Registry, format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
     import socket
@@ -200,8 +200,8 @@ class _Catalog:
     registry: Registry
     stamp: tuple[int, int]
     loaded_at: float
-    services: dict[str, tuple[str, ...]]  # feature service (dbt exposure) -> feature references
     reads: dict[tuple, "_ReadCheck"] = field(default_factory=dict)  # requested refs -> checked
+    services: dict[str, tuple[str, ...]] = field(default_factory=dict)  # feature service -> its references
 
 
 @dataclass(frozen=True)
@@ -217,39 +217,6 @@ class _ReadCheck:
 def _stamp(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_mtime_ns, st.st_size
-
-
-def _feature_services(registry: Registry) -> dict[str, tuple[str, ...]]:
-    """Feature services: the dbt exposures that depend on feature views.
-
-    An exposure (``exposures:`` in a schema file, typically ``type: ml``) names what a
-    model consumes. Its features are ``meta.feature_store.features`` when it lists them
-    (``view:feature`` or ``view``), else every feature of each feature view it depends on.
-    """
-    try:
-        manifest = read_manifest(registry.manifest_path, registry.project_dir)
-    except FeatureStoreError:
-        return {}
-    exposures = manifest.get("exposures") if isinstance(manifest, dict) else None
-    if not isinstance(exposures, dict):
-        return {}
-    by_id = {v.unique_id: v.name for v in registry.views.values()}
-    services: dict[str, tuple[str, ...]] = {}
-    for node in exposures.values():
-        if not isinstance(node, dict) or not isinstance(node.get("name"), str):
-            continue
-        meta = node.get("config", {}).get("meta") if isinstance(node.get("config"), dict) else None
-        meta = meta if isinstance(meta, dict) and meta else node.get("meta")
-        listed = meta.get("feature_store", {}).get("features") if isinstance(meta, dict) and isinstance(
-            meta.get("feature_store"), dict) else None
-        if isinstance(listed, list) and all(isinstance(r, str) for r in listed):
-            refs = tuple(listed)
-        else:
-            depends = node.get("depends_on", {}).get("nodes", []) if isinstance(node.get("depends_on"), dict) else []
-            refs = tuple(by_id[d] for d in depends if isinstance(d, str) and d in by_id)
-        if refs:
-            services[node["name"]] = refs
-    return services
 
 
 class _Server:
@@ -274,7 +241,7 @@ class _Server:
                                      packages=c.packages)
         except ManifestMissing as exc:
             raise ServerConfigError(f"{exc}; the server reads the manifest `dbt build` writes") from None
-        return _Catalog(registry, stamp or _stamp(registry.manifest_path), time.time(), _feature_services(registry))
+        return _Catalog(registry, stamp or _stamp(registry.manifest_path), time.time())
 
     async def watch(self) -> None:
         """Reload the registry whenever the manifest changes; a failed load keeps the previous one."""
@@ -369,12 +336,10 @@ class _Server:
                 raise _bad(f"`feature_service` must be a name (text), got {type(service).__name__}")
             refs = catalog.services.get(service)
             if refs is None:
-                from feature_store.registry import _did_you_mean
-
-                known = ", ".join(sorted(catalog.services)) or "none declared"
-                raise _bad(f"no feature service {service!r}{_did_you_mean(service, catalog.services)}; a feature "
-                           f"service is a dbt exposure that depends on feature views (known: {known})",
-                           "unknown_feature_service")
+                try:  # the registry's feature services: dbt exposures of type ml
+                    refs = catalog.services[service] = tuple(catalog.registry.feature_service(service))
+                except (UnknownFeature, UnknownFeatureView) as exc:
+                    raise _bad(str(exc), "unknown_feature_service") from None
             return refs
         if not isinstance(features, list) or not features:
             raise _bad("`features` must be a non-empty list of \"view:feature\" (or \"view\") references, "
@@ -558,7 +523,7 @@ class _Server:
 
     async def features(self, request: Request) -> Response:
         self._token(request, READ)
-        return Response(orjson.dumps(catalogue(self.catalog.registry, self.catalog.services, self.auth),
+        return Response(orjson.dumps(catalogue(self.catalog.registry, self.auth),
                                      default=_json_default), media_type=JSON)
 
     async def health(self, request: Request) -> Response:
@@ -631,9 +596,10 @@ _TO_JSON: dict[str | None, Callable[[Any], Any]] = {"decimal": str, "timestamp":
                                                      "date": _epoch_seconds}
 
 
-def catalogue(registry: Registry, services: dict[str, tuple[str, ...]], auth: Auth | None = None) -> dict:
+def catalogue(registry: Registry, auth: Auth | None = None) -> dict:
     """The registry as JSON-able data: views (``fstore describe --json``'s fields), each feature with its
-    type, fallback, tags and tombstone, the feature services, and which tags need a scope."""
+    type, fallback, tags and tombstone, the feature services (ML model exposures) with their features,
+    and which tags need a scope."""
     from feature_store.cli import _describe_data
 
     views = []
@@ -641,13 +607,21 @@ def catalogue(registry: Registry, services: dict[str, tuple[str, ...]], auth: Au
         data = _describe_data(view)
         data["features"] = [_feature_entry(view, f) for f in view.features]
         views.append(data)
+    services = {}
+    for name, service in sorted(registry.feature_services.items()):
+        try:
+            refs: list[str] | None = registry.feature_service(name)
+        except (UnknownFeature, UnknownFeatureView):
+            refs = None  # names a feature that is gone: `fstore validate` says which
+        services[name] = {"features": refs, "owner": service.owner, "description": service.description,
+                          "path": service.path}
     return {
         "project": registry.project_name,
         "target": registry.target.name,
         "entities": {e.name: {"join_keys": list(e.join_keys), "description": e.description}
                      for e in registry.entities.values()},
         "feature_views": views,
-        "feature_services": {name: list(refs) for name, refs in sorted(services.items())},
+        "feature_services": services,
         "restricted_tags": sorted(auth.restricted_tags) if auth else [],
     }
 
@@ -1069,7 +1043,8 @@ def openapi_document(config: ServerConfig) -> dict:
                     "properties": {
                         "features": {"type": "array", "items": {"type": "string"},
                                      "example": ["user_order_features:user_7d_orders"]},
-                        "feature_service": {"type": "string", "description": "A dbt exposure depending on views."},
+                        "feature_service": {"type": "string",
+                                            "description": "An ML model: a dbt exposure of type ml; its features."},
                         "entities": {"type": "object", "additionalProperties": {"type": "array",
                                                                                 "items": entity_value},
                                      "example": {"user_id": [42, 7]}},
