@@ -288,6 +288,15 @@
         "point_in_time_join: implementation='" ~ implementation ~ "' is a DuckDB plan; on Postgres pass "
         ~ "none (LATERAL where an index serves it), 'lateral' or 'default'") }}
   {%- endif -%}
+  {%- set probed = [] -%}
+  {%- for view in plan['views'] -%}
+    {%- if implementation == 'lateral' or feature_store._pit_postgres_has_probe_index(view) -%}
+      {%- do probed.append(view['name']) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- if probed | length == plan['views'] | length -%}
+    {{ return(feature_store._pit_postgres_ordered_probes(plan)) }}
+  {%- endif -%}
   {%- set view_sql = [] -%}
   {%- for view in plan['views'] -%}
     {%- if plan['spine_time'] == 'constant' -%}
@@ -297,7 +306,7 @@
         from {{ feature_store._pit_constant_time_rows(plan, view) }}
         order by {{ feature_store._pit_cols(view['keys'], 'k') }}, a.__fs_t, {{ feature_store._pit_newest_first(view) }}
       {%- endset -%}
-    {%- elif implementation == 'lateral' or feature_store._pit_postgres_has_probe_index(view) -%}
+    {%- elif view['name'] in probed -%}
       {%- set sql -%}
     select
             {{ feature_store._pit_view_columns(view) }}
@@ -316,6 +325,37 @@
     {%- do view_sql.append(sql) -%}
   {%- endfor -%}
   {{ return(feature_store._pit_assemble(plan, view_sql)) }}
+{% endmacro %}
+
+
+{#- Postgres, when every view has the probe index: no per-view CTE and no join back. Each
+    spine row probes each view with a LATERAL top-1 subquery, and the spine is read sorted
+    by the first view's keys and its time, so consecutive probes land on neighbouring index
+    pages instead of random ones (with the index larger than shared_buffers, probes in hash
+    order read ~40x more pages). bench/historical.py --target postgres, 100k users, 1M spine
+    rows: 4.7 s against 14.7 s for the per-view CTE plan; a hand-written query 4.4 s. NULL
+    keys or times match nothing (equality, comparison), duplicate spine rows stay
+    duplicates, and the callers order by the row id. -#}
+{% macro _pit_postgres_ordered_probes(plan) %}
+  {%- set first = plan['views'][0] -%}
+{{ feature_store._pit_select_list(plan) }}
+from (
+    select *{% if plan['add_row_id'] %}, {{ feature_store._pit_spine_numbering(plan) }}{% endif %}
+    from {{ plan['spine_sql'] }} as __fs_s
+    order by {{ feature_store._pit_cols(first['keys'] + [plan['timestamp']], '__fs_s') }}
+) as __fs_input
+{%- for view in plan['views'] %}
+left join lateral (
+    -- {{ view['name'] }}
+    select {{ feature_store._pit_cols(view['features'], 'f') }},
+            {{ feature_store._pit_row_times(view) }}
+        from {{ view['relation'] }} as f
+        where {{ feature_store._pit_key_match(view, 'f', '__fs_input') }}
+            and {{ feature_store._pit_time_conditions(view, plan['as_of_created'], '__fs_input.' ~ adapter.quote(plan['timestamp'])) }}
+        order by {{ feature_store._pit_newest_first(view) }}
+        limit 1
+) as {{ view['cte'] }} on true
+{%- endfor %}
 {% endmacro %}
 
 

@@ -436,11 +436,11 @@ def constant_spines(draw):
     return [dict(row, t=None if row["t"] is None else t) for row in draw(spines())]
 
 
-def check_constant_plans(compiled_constant, con, data, load=load, run=run):
+def check_constant_plans(compiled_constant, con, data, load=load, run=run, calls=None):
     """Each constant-time call equals its varying-time twin and the reference (``load``/``run``: the engine's)."""
     views = reference_views(data["views"])
     load(con, data["views"], data["spine"])
-    for name, kwargs in CONSTANT_CALLS.items():
+    for name, kwargs in (calls or CONSTANT_CALLS).items():
         constant_sql, varying_sql = compiled_constant[name]
         order_by = kwargs.get("row_id", "spine_row_number")
         columns, rows = comparable(*run(con, constant_sql, order_by))

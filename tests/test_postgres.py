@@ -261,6 +261,13 @@ PG_CALLS.update({
 })
 
 
+# Views with the probe index (the fixture's Postgres DDL gives va, vc and ve one): a call over
+# them alone takes the ordered-probe plan, with a constant spine time too.
+INDEXED = {"va", "vc", "ve"}
+PG_CONSTANT_CALLS = {**CONSTANT_CALLS, "probed": dict(features=["va", "vc", "ve"], include_timestamps=True),
+                     "probed_created": dict(features=["ve", "va:a_str"], as_of_created=True, row_id="rid")}
+
+
 def quoted(column: str) -> str:
     return f'"{column}"'
 
@@ -298,7 +305,7 @@ def pg_compiled_constant(pg_pit) -> dict[str, tuple[str, str]]:
     project, _ = pg_pit
     return {name: (compile_inline(project, call_text(dict(kwargs, spine_time="constant"))),
                    compile_inline(project, call_text(kwargs)))
-            for name, kwargs in CONSTANT_CALLS.items()}
+            for name, kwargs in PG_CONSTANT_CALLS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -340,7 +347,7 @@ def test_every_postgres_plan_matches_the_reference(pg_compiled, pg_scratch, data
 @given(st.fixed_dictionaries({"views": st.fixed_dictionaries({v: feature_rows(v) for v in VIEWS}),
                               "spine": constant_spines()}))
 def test_postgres_constant_time_plan_matches_the_reference(pg_compiled_constant, pg_scratch, data):
-    check_constant_plans(pg_compiled_constant, pg_scratch, data, load=load, run=run)
+    check_constant_plans(pg_compiled_constant, pg_scratch, data, load=load, run=run, calls=PG_CONSTANT_CALLS)
 
 
 def view_plans(sql: str) -> dict[str, str]:
@@ -348,7 +355,8 @@ def view_plans(sql: str) -> dict[str, str]:
     plans = {}
     for view, body in re.findall(r"-- (\w+)\n(.*?)\n\)", sql, re.S):
         body = body.lower()
-        plans[view] = ("lateral" if "left join lateral" in body else "distinct on" if "distinct on" in body
+        plans[view] = ("lateral" if "left join lateral" in body or "limit 1" in body
+                       else "distinct on" if "distinct on" in body
                        else "ranked" if "row_number() over" in body else "?")
     return plans
 
@@ -362,8 +370,12 @@ def test_postgres_plan_choice(pg_compiled, pg_compiled_constant):
     for name in ("default", "full_names_default", "ttl_map_default", "created_default", "row_id_default"):
         assert set(view_plans(pg_compiled[name]).values()) == {"ranked"}, name
     for name, (sql, _) in pg_compiled_constant.items():
-        want = "ranked" if name.endswith("_default") else "distinct on"
+        views = {f.split(":")[0] for f in PG_CONSTANT_CALLS[name]["features"]}
+        want = "ranked" if name.endswith("_default") else "lateral" if views <= INDEXED else "distinct on"
         assert set(view_plans(sql).values()) == {want}, name
+    # Every view probed: the ordered-probe plan, the spine read once in key order, no CTEs.
+    for sql in (pg_compiled["lateral"], pg_compiled_constant["probed"][0]):
+        assert "__fs_v1 as (" not in sql and "order by __fs_s." in sql
 
 
 @pytest.mark.parametrize("kwargs,message", [

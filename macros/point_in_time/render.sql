@@ -142,13 +142,16 @@
   {%- for feature in view['features'] -%}
     {%- do cols.append(f ~ '.' ~ adapter.quote(feature)) -%}
   {%- endfor -%}
-  {%- do cols.append(f ~ '.' ~ adapter.quote(view['ts']) ~ ' as __fs_e') -%}
-  {%- if view['created'] -%}
-    {%- do cols.append(f ~ '.' ~ adapter.quote(view['created']) ~ ' as __fs_c') -%}
-  {%- else -%}
-    {%- do cols.append('cast(null as ' ~ dbt.type_timestamp() ~ ') as __fs_c') -%}
-  {%- endif -%}
+  {%- do cols.append(feature_store._pit_row_times(view, f)) -%}
   {{ return(cols | join(',\n            ')) }}
+{% endmacro %}
+
+
+{#- The chosen row's event and created times of view alias `f`, as __fs_e and __fs_c. -#}
+{% macro _pit_row_times(view, f='f') %}
+  {%- set created = f ~ '.' ~ adapter.quote(view['created']) if view['created']
+                    else 'cast(null as ' ~ dbt.type_timestamp() ~ ')' -%}
+  {{ return(f ~ '.' ~ adapter.quote(view['ts']) ~ ' as __fs_e,\n            ' ~ created ~ ' as __fs_c') }}
 {% endmacro %}
 
 
@@ -175,6 +178,24 @@
 {%- endmacro %}
 
 
+{#- The output columns: the spine's (__fs_input.*), then each requested feature under its
+    output name, then per view its row's times when asked; each view's row is the relation
+    named by its `cte`. -#}
+{% macro _pit_select_list(plan) %}
+select
+    __fs_input.*
+{%- for out in plan['outputs'] %},
+    {{ plan['views'][out['view']]['cte'] }}.{{ adapter.quote(out['feature']) }} as {{ adapter.quote(out['name']) }}
+{%- endfor %}
+{%- if plan['include_timestamps'] %}
+{%- for view in plan['views'] %},
+    {{ view['cte'] }}.__fs_e as {{ adapter.quote(view['name'] ~ '__event_timestamp') }},
+    {{ view['cte'] }}.__fs_c as {{ adapter.quote(view['name'] ~ '__created_timestamp') }}
+{%- endfor %}
+{%- endif %}
+{%- endmacro %}
+
+
 {#- The whole query, given the rendered per-view CTE bodies (one per plan view).
     spine_hint goes between `as` and the spine CTE's body (e.g. `not materialized`). -#}
 {% macro _pit_assemble(plan, view_sql, spine_hint='') %}
@@ -188,17 +209,7 @@ with __fs_input as {{ spine_hint ~ ' ' if spine_hint }}(
     {{ view_sql[loop.index0] }}
 )
 {%- endfor %}
-select
-    __fs_input.*
-{%- for out in plan['outputs'] %},
-    {{ plan['views'][out['view']]['cte'] }}.{{ adapter.quote(out['feature']) }} as {{ adapter.quote(out['name']) }}
-{%- endfor %}
-{%- if plan['include_timestamps'] %}
-{%- for view in plan['views'] %},
-    {{ view['cte'] }}.__fs_e as {{ adapter.quote(view['name'] ~ '__event_timestamp') }},
-    {{ view['cte'] }}.__fs_c as {{ adapter.quote(view['name'] ~ '__created_timestamp') }}
-{%- endfor %}
-{%- endif %}
+{{ feature_store._pit_select_list(plan) }}
 from __fs_input
 {%- for view in plan['views'] %}
 left join {{ view['cte'] }}
