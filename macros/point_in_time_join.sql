@@ -276,9 +276,11 @@
     range join, with the index     0.9 s      22 s
     range join, no index           4.3 s      14 s
 
-  implementation='lateral' forces LATERAL for every view (tests, benchmarks).
+  implementation='lateral' forces LATERAL for every view (tests, benchmarks). When every
+  view gets LATERAL, the spine itself probes them in key order (_pit_postgres_ordered_probes
+  below), for varying and constant spine times alike.
 
-  With spine_time='constant' the view is read once instead: its rows inside the window,
+  Otherwise, with spine_time='constant' the view is read once: its rows inside the window,
   joined to the spine's distinct keys, sorted and cut to the first row per (keys, t) by
   DISTINCT ON, which needs no index (https://www.postgresql.org/docs/current/sql-select.html#SQL-DISTINCT).
 -#}
