@@ -1,15 +1,20 @@
 """The throwaway dbt project the benchmarks build: our macros, one `user` entity, and a
-profile with two outputs: ``dev`` (a DuckDB file in the project) and ``postgres`` (the
+profile with three outputs: ``dev`` (a DuckDB file in the project), ``postgres`` (the
 server named by the FEATURE_STORE_PG_* variables, as in the repository's profiles.yml;
-bench/_engines.py starts one and sets them).
+bench/_engines.py starts one and sets them) and ``spark`` (dbt-spark's ``session`` method,
+a local[2] SparkSession whose tables and Derby metastore live under FEATURE_STORE_SPARK_DIR,
+as the repository's profiles.yml's ``spark`` output; bench/_engines.py makes the directory).
 
-The models' SQL is portable between the two: :func:`uniform` makes deterministic
-pseudo-random numbers from integer arithmetic alone, so both engines build the same rows.
+The models' SQL is portable between DuckDB and PostgreSQL: :func:`uniform` makes
+deterministic pseudo-random numbers from integer arithmetic alone, so both engines build
+the same rows. :func:`spark_sql` rewrites the two spellings Spark lacks (``float8`` and the
+``generate_series`` table function) so Spark builds them too.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +53,45 @@ bench:
       dbname: "{{ env_var('FEATURE_STORE_PG_DBNAME', 'feature_store') }}"
       schema: "{{ env_var('FEATURE_STORE_PG_SCHEMA', 'main') }}"
       threads: 2
+    spark:
+      type: spark
+      method: session
+      host: NA
+      schema: main
+      threads: 2
+      server_side_parameters:
+{spark_parameters}
 """
+
+# The SparkSession settings of the ``spark`` output (those of the repository's profiles.yml),
+# ``{dir}`` standing for FEATURE_STORE_SPARK_DIR. dbt-spark adds spark.sql.ansi.enabled=false
+# to every session it builds; :func:`spark_parameters` adds it too, for readers of our own.
+SPARK_PARAMETERS = {
+    "spark.master": "local[2]",
+    "spark.sql.warehouse.dir": "{dir}/warehouse",
+    "spark.hadoop.javax.jdo.option.ConnectionURL": "jdbc:derby:;databaseName={dir}/metastore_db;create=true",
+    "spark.driver.extraJavaOptions": "-Dderby.stream.error.method=java.io.OutputStream.nullOutputStream "
+                                     "-Duser.timezone=UTC",
+    "spark.driver.memory": "2g",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.log.level": "ERROR",
+    "spark.sql.legacy.createHiveTableByDefault": "false",
+}
+
+
+def _profiles_yml() -> str:
+    dir_ = "{{ env_var('FEATURE_STORE_SPARK_DIR', 'spark') }}"
+    lines = "\n".join(f'        {k}: "{v.replace("{dir}", dir_)}"' for k, v in SPARK_PARAMETERS.items())
+    return PROFILES_YML.replace("{spark_parameters}", lines)
+
+
+def spark_parameters(spark_dir: str) -> dict[str, str]:
+    """The settings a SparkSession needs to see what ``dbt build --target spark`` built in ``spark_dir``."""
+    return {**{k: v.replace("{dir}", spark_dir) for k, v in SPARK_PARAMETERS.items()},
+            "spark.sql.ansi.enabled": "false"}
 
 # The head of a feature view's model: on Postgres, the btree index on (keys, event time)
 # that the point-in-time join's LATERAL probe needs (declared as the example project's
@@ -99,18 +142,27 @@ def plus_micros(ts: str, micros: str) -> str:
             f" + cast({micros} % 1000000 as integer) * interval '1 microsecond'")
 
 
+def spark_sql(sql: str) -> str:
+    """The portable model SQL of :func:`uniform` & co in Spark's spelling: ``double`` for
+    ``float8``, ``range(a, b + 1)`` for ``generate_series(a, b)`` (integer bounds only)."""
+    sql = re.sub(r"\bfloat8\b", "double", sql)
+    return re.sub(r"\bgenerate_series\((-?\d+), (-?\d+)\)", lambda m: f"range({m[1]}, {int(m[2]) + 1})", sql)
+
+
 # -- the project --------------------------------------------------------------------------------
 
-def write_project(workdir: Path, models: dict[str, str]) -> None:
-    """A fresh project in ``workdir``: config, this checkout's macros, and ``models`` (file name: text)."""
+def write_project(workdir: Path, models: dict[str, str], target: str | None = None) -> None:
+    """A fresh project in ``workdir``: config, this checkout's macros, and ``models`` (file name: text);
+    with ``target="spark"`` the models' SQL goes through :func:`spark_sql`."""
     if workdir.exists():
         shutil.rmtree(workdir)
     (workdir / "models").mkdir(parents=True)
     (workdir / "dbt_project.yml").write_text(PROJECT_YML)
-    (workdir / "profiles.yml").write_text(PROFILES_YML)
+    (workdir / "profiles.yml").write_text(_profiles_yml())
     copy_macros(workdir)
     for name, text in models.items():
-        (workdir / "models" / name).write_text(text)
+        (workdir / "models" / name).write_text(spark_sql(text) if target == "spark" and name.endswith(".sql")
+                                               else text)
 
 
 def copy_macros(workdir: Path) -> None:
