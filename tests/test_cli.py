@@ -27,6 +27,7 @@ def test_list_shows_every_view(built_project):
     for view in ("user_order_features", "user_txn_features", "txn_features"):
         assert view in proc.stdout
     assert "2d" in proc.stdout and "10m" in proc.stdout
+    assert "user_avg_basket_30d_legacy (2026-12-31)" in proc.stdout
 
 
 def test_list_filters_and_json(built_project):
@@ -37,6 +38,9 @@ def test_list_filters_and_json(built_project):
     assert {r["view"] for r in rows} == {"user_order_features", "user_txn_features", "txn_features"}
     uof = next(r for r in rows if r["view"] == "user_order_features")
     assert uof["entities"] == ["user"] and uof["ttl"] == "2d" and uof["online"] is True
+    # The example deprecates user_avg_basket_30d_legacy (a tombstone in its column meta).
+    assert uof["deprecated"] == {"user_avg_basket_30d_legacy": "2026-12-31"}
+    assert all(r["deprecated"] == {} for r in rows if r["view"] != "user_order_features")
 
     res = runner.invoke(main, ["list", "--json", "--tag", "fraud", "--project-dir", str(built_project)])
     assert {r["view"] for r in json.loads(res.stdout)} == {

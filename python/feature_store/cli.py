@@ -120,6 +120,8 @@ def _view_row(view: FeatureView) -> dict:
         "online": view.online,
         "owner": view.owner,
         "tags": list(view.tags),
+        # Features on their way out and their tombstone dates, so a reader sees them coming.
+        "deprecated": {f.name: f.deprecated for f in view.features if f.deprecated},
     }
 
 
@@ -130,7 +132,7 @@ def _view_row(view: FeatureView) -> dict:
 @click.option("--online", "online_only", is_flag=True, help="Only views synced to the online store.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_views(project, tags, owner, online_only, as_json):
-    """List the feature views: entities, number of features, ttl, online, owner, tags.
+    """List the feature views: entities, number of features, ttl, online, owner, tags, deprecated features.
 
     \b
     Examples:
@@ -146,10 +148,13 @@ def list_views(project, tags, owner, online_only, as_json):
     if as_json:
         _json(rows)
         return
-    table = Table("view", "entities", "#features", "ttl", "online", "owner", "tags", box=None, pad_edge=False)
+    table = Table("view", "entities", "#features", "ttl", "online", "owner", "tags", "deprecated", box=None,
+                  pad_edge=False)
     for r in rows:
+        deprecated = ", ".join(f"{name} ({date})" for name, date in r["deprecated"].items())
         table.add_row(r["view"], ", ".join(r["entities"]), str(r["features"]), r["ttl"],
-                      "yes" if r["online"] else "no", r["owner"] or "-", ", ".join(r["tags"]) or "-")
+                      "yes" if r["online"] else "no", r["owner"] or "-", ", ".join(r["tags"]) or "-",
+                      f"[yellow]{deprecated}[/yellow]" if deprecated else "-")
     out.print(table)
     if not rows:
         err.print("No feature view matches." if registry.views else
