@@ -4,7 +4,8 @@ For every entity of an online view, what ``get_online_features(now=T)`` returns 
 what the point-in-time join returns for ``(entity, T)``: the same values, and missing
 exactly where the training set has NULL. One copy, so the single check in
 tests/test_consistency.py and the step-by-step one in tests/test_scenarios.py cannot
-drift apart.
+drift apart. The engine tests (Postgres, Spark) share the training-set and sync checks
+below for the same reason.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
+import pytest
 
 from feature_store import offline
+from feature_store.errors import EntityDataFrameError
+from feature_store.materialize import sync
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
 from feature_store.registry import FeatureView, Registry
 from feature_store.warehouse import open_warehouse
@@ -118,3 +122,44 @@ def check_all(registry: Registry, store: OnlineStore, synced_at: datetime, *, at
         compared[view.name] = compare(registry, store, view, keys, at,
                                       expired_by_wall_clock(registry, view, synced_at, wall))
     return compared
+
+
+CHURN_FEATURES = ["user_order_features:user_7d_orders", "user_order_features:user_lifetime_orders",
+                  "user_order_features:user_avg_basket_30d", "user_order_features:last_order_ts"]
+
+
+def check_training_set_api(registry: Registry, engine: str, spine_sql: str, to_spine=lambda table: table) -> pa.Table:
+    """get_historical_features on the example built on ``engine`` gives the rows `dbt build` put
+    into churn_training_set: from a DataFrame spine (``to_spine`` of the labels, in the model's
+    row order) and from the SELECT ``spine_sql`` (in any order); a missing timestamp column is
+    refused by name. Returns the DataFrame spine's training set."""
+    with open_warehouse(registry) as wh:
+        assert wh.engine == engine
+        trained = wh.fetch("select * from main.churn_training_set order by spine_row_number")
+        spine_cols = wh.schema("select * from main.stg_churn_labels").names
+    want = trained.drop_columns(["spine_row_number"])
+    assert want.num_rows > 0
+
+    out = offline.get_historical_features(registry, to_spine(trained.select(spine_cols)), CHURN_FEATURES,
+                                          timestamp_column="label_ts").to_arrow()
+    assert out.column_names == want.column_names
+    assert out.to_pylist() == want.to_pylist()
+
+    from_sql = offline.get_historical_features(registry, spine_sql, CHURN_FEATURES,
+                                               timestamp_column="label_ts").to_arrow()
+    key = lambda r: (r["user_id"], r["label_ts"])  # noqa: E731 - a SELECT spine has no defined row order
+    assert sorted(from_sql.to_pylist(), key=key) == sorted(want.to_pylist(), key=key)
+    with pytest.raises(EntityDataFrameError, match="label_tss"):
+        offline.get_historical_features(registry, "main.stg_churn_labels", CHURN_FEATURES,
+                                        timestamp_column="label_tss")
+    return out
+
+
+def check_synced_then_resync(registry: Registry, store: OnlineStore, synced_at: datetime) -> None:
+    """After a sync at ``synced_at``: online == offline for every entity of every online view,
+    and a second sync at the same time proves nothing changed and reads nothing."""
+    compared = check_all(registry, store, synced_at)
+    assert sum(compared.values()) > 1000
+    again = sync(registry, store, now=synced_at)
+    assert again.ok and again.rows_read == 0
+    assert all(v.mode == "incremental" for v in again.views.values())

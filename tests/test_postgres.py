@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import REPO, copy_project, run_dbt
-from consistency_support import check_all
+from consistency_support import CHURN_FEATURES, check_synced_then_resync, check_training_set_api
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_point_in_time import (
@@ -48,7 +48,6 @@ from test_point_in_time import (
 
 from feature_store import warehouse
 from feature_store.errors import EntityDataFrameError, WarehouseError
-from feature_store.materialize import sync
 from feature_store.offline import get_historical_features
 from feature_store.online import OnlineStore
 from feature_store.registry import Registry
@@ -117,34 +116,15 @@ def pg_env(postgres_server, pg_example, monkeypatch):
 
 
 def test_historical_features_on_postgres_equal_the_training_model(pg_env):
-    """get_historical_features runs the macro on Postgres: a DataFrame spine and a SELECT
-    spine give the rows `dbt build` put into churn_training_set."""
+    """get_historical_features runs the macro on Postgres: a pandas spine and a SELECT spine
+    (with a trailing comment) give the rows `dbt build` put into churn_training_set."""
     registry = Registry.load(pg_env, target="postgres")
     assert registry.target.type == "postgres"
-    features = ["user_order_features:user_7d_orders", "user_order_features:user_lifetime_orders",
-                "user_order_features:user_avg_basket_30d", "user_order_features:last_order_ts"]
-    with open_warehouse(registry) as wh:
-        assert wh.engine == "postgres"
-        trained = wh.fetch("select * from main.churn_training_set order by spine_row_number")
-        spine_cols = wh.schema("select * from main.stg_churn_labels").names
-    labels = trained.select(spine_cols)
-    want = trained.drop_columns(["spine_row_number"])
-    assert want.num_rows > 0
-
-    out = get_historical_features(registry, labels.to_pandas(), features, timestamp_column="label_ts").to_arrow()
-    assert out.column_names == want.column_names
-    assert out.to_pylist() == want.to_pylist()
+    out = check_training_set_api(registry, "postgres", "select * from main.stg_churn_labels -- a trailing comment",
+                                 to_spine=lambda table: table.to_pandas())
     assert sum(v is not None for v in out.column("user_avg_basket_30d").to_pylist()) > 0
-
-    sql_spine = "select * from main.stg_churn_labels -- a trailing comment"
-    out = get_historical_features(registry, sql_spine, features, timestamp_column="label_ts").to_arrow()
-    key = lambda r: (r["user_id"], r["label_ts"])  # noqa: E731 - a SELECT spine has no defined row order
-    assert sorted(out.to_pylist(), key=key) == sorted(want.to_pylist(), key=key)
-
     with pytest.raises(EntityDataFrameError, match="not a readable table or query"):
-        get_historical_features(registry, "select 1 as user_id; select 2", features).to_arrow()
-    with pytest.raises(EntityDataFrameError, match="label_tss"):
-        get_historical_features(registry, "main.stg_churn_labels", features, timestamp_column="label_tss")
+        get_historical_features(registry, "select 1 as user_id; select 2", CHURN_FEATURES).to_arrow()
 
 
 def test_fstore_sync_on_postgres_then_online_equals_offline(pg_env, redis_url):
@@ -157,13 +137,7 @@ def test_fstore_sync_on_postgres_then_online_equals_offline(pg_env, redis_url):
     assert report["ok"] and report["total"]["keys_written"] > 0
 
     registry = Registry.load(pg_env, target="postgres")
-    store = OnlineStore.for_registry(registry, url=redis_url)
-    compared = check_all(registry, store, synced_at)
-    assert sum(compared.values()) > 1000
-
-    again = sync(registry, store, now=synced_at)
-    assert again.ok and again.rows_read == 0
-    assert all(v.mode == "incremental" for v in again.views.values())
+    check_synced_then_resync(registry, OnlineStore.for_registry(registry, url=redis_url), synced_at)
 
 
 def test_any_adapter_through_dbt_own_connection(pg_env, monkeypatch):

@@ -28,7 +28,7 @@ import duckdb
 import pytest
 import yaml
 from conftest import REPO, copy_project, run_dbt
-from consistency_support import check_all, utc_now
+from consistency_support import check_synced_then_resync, check_training_set_api, utc_now
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from spark_support import naive_utc_rows
@@ -52,12 +52,9 @@ from test_point_in_time import (
     feature_rows,
 )
 
-from feature_store.errors import EntityDataFrameError
 from feature_store.materialize import sync
-from feature_store.offline import get_historical_features
 from feature_store.online import OnlineStore
 from feature_store.registry import Registry
-from feature_store.warehouse import open_warehouse
 
 pytestmark = pytest.mark.spark
 
@@ -142,27 +139,9 @@ def spark_registry(spark, spark_env, spark_example, monkeypatch):
 
 
 def test_historical_features_on_spark_equal_the_training_model(spark_registry, spark):
-    """get_historical_features runs the macro on Spark: a DataFrame spine and a SELECT spine
+    """get_historical_features runs the macro on Spark: an Arrow spine and a SELECT spine
     give the rows `dbt build` put into churn_training_set."""
-    features = ["user_order_features:user_7d_orders", "user_order_features:user_lifetime_orders",
-                "user_order_features:user_avg_basket_30d", "user_order_features:last_order_ts"]
-    with open_warehouse(spark_registry) as wh:
-        assert wh.engine == "spark"
-        trained = wh.fetch("select * from main.churn_training_set order by spine_row_number")
-        spine_cols = wh.schema("select * from main.stg_churn_labels").names
-    want = trained.drop_columns(["spine_row_number"]).to_pylist()
-    assert want
-
-    out = get_historical_features(spark_registry, trained.select(spine_cols), features,
-                                  timestamp_column="label_ts").to_arrow()
-    assert out.column_names == list(want[0])
-    assert out.to_pylist() == want
-    key = lambda r: (r["user_id"], r["label_ts"])  # noqa: E731 - a SELECT spine has no defined row order
-    out = get_historical_features(spark_registry, "select * from main.stg_churn_labels", features,
-                                  timestamp_column="label_ts").to_arrow()
-    assert sorted(out.to_pylist(), key=key) == sorted(want, key=key)
-    with pytest.raises(EntityDataFrameError, match="label_tss"):
-        get_historical_features(spark_registry, "main.stg_churn_labels", features, timestamp_column="label_tss")
+    check_training_set_api(spark_registry, "spark", "select * from main.stg_churn_labels")
 
 
 def test_sync_on_spark_then_online_equals_offline(spark_registry, redis_url):
@@ -173,11 +152,7 @@ def test_sync_on_spark_then_online_equals_offline(spark_registry, redis_url):
     report = sync(spark_registry, store, now=synced_at)
     assert report.ok, {v: r.error for v, r in report.views.items()}
     assert report.keys_written > 0
-    compared = check_all(spark_registry, store, synced_at)
-    assert sum(compared.values()) > 1000
-    again = sync(spark_registry, store, now=synced_at)
-    assert again.ok and again.rows_read == 0
-    assert all(v.mode == "incremental" for v in again.views.values())
+    check_synced_then_resync(spark_registry, store, synced_at)
 
 
 # -- the point-in-time join: property test against the reference ------------------------------
