@@ -43,7 +43,8 @@ VIEWS = {
 FEATURES = [f"{view}:{name}" for view, cols in VIEWS.items() for name, _ in cols]
 
 
-def registry() -> Registry:
+def manifest_nodes() -> dict:
+    """The manifest nodes `dbt parse` would write for VIEWS (bench/server.py serves the same views)."""
     nodes = {}
     for view, cols in VIEWS.items():
         columns = {"user_id": {"name": "user_id", "data_type": "bigint"},
@@ -52,11 +53,16 @@ def registry() -> Registry:
             meta = {"feature_store": {"fallback": {"impute": 0}}} if i == 0 else {}
             columns[name] = {"name": name, "data_type": dtype, "config": {"meta": meta}}
         nodes[f"model.bench.{view}"] = {
-            "resource_type": "model", "name": view, "relation_name": f'"bench"."main"."{view}"', "columns": columns,
+            "resource_type": "model", "name": view, "package_name": "bench",
+            "relation_name": f'"bench"."main"."{view}"', "columns": columns,
             "config": {"meta": {"feature_store": {"entities": ["user"], "timestamp": "event_ts", "ttl": "2d",
                                                   "owner": "bench@example.com", "online": True}}}}
-    return Registry.from_manifest({"nodes": nodes}, {"user": {"join_keys": ["user_id"]}}, project_name="bench",
-                                  target=Target("bench", "duckdb", None))
+    return nodes
+
+
+def registry() -> Registry:
+    return Registry.from_manifest({"nodes": manifest_nodes()}, {"user": {"join_keys": ["user_id"]}},
+                                  project_name="bench", target=Target("bench", "duckdb", None))
 
 
 class _Rows:

@@ -62,22 +62,10 @@ PROFILES_YML = "bench:\n  target: bench\n  outputs:\n    bench: {type: duckdb, p
 
 def write_project(directory: Path) -> Path:
     """A project whose manifest declares bench/online.py's views (the manifest `dbt parse` would write)."""
-    nodes = {}
-    for view, cols in online_bench.VIEWS.items():
-        columns = {"user_id": {"name": "user_id", "data_type": "bigint"},
-                   "event_ts": {"name": "event_ts", "data_type": "timestamp"}}
-        for i, (name, dtype) in enumerate(cols):
-            meta = {"feature_store": {"fallback": {"impute": 0}}} if i == 0 else {}
-            columns[name] = {"name": name, "data_type": dtype, "config": {"meta": meta}}
-        nodes[f"model.bench.{view}"] = {
-            "resource_type": "model", "name": view, "package_name": "bench",
-            "relation_name": f'"bench"."main"."{view}"', "columns": columns,
-            "config": {"meta": {"feature_store": {"entities": ["user"], "timestamp": "event_ts", "ttl": "2d",
-                                                  "owner": "bench@example.com", "online": True}}}}
     (directory / "target").mkdir(parents=True, exist_ok=True)
     (directory / "dbt_project.yml").write_text(PROJECT_YML)
     (directory / "profiles.yml").write_text(PROFILES_YML)
-    manifest = {"nodes": nodes, "metadata": {"project_name": "bench", "adapter_type": "duckdb"}}
+    manifest = {"nodes": online_bench.manifest_nodes(), "metadata": {"project_name": "bench", "adapter_type": "duckdb"}}
     (directory / "target" / "manifest.json").write_bytes(orjson.dumps(manifest))
     return directory
 
