@@ -704,18 +704,22 @@ class Registry:
 
         root = project_name or manifest_project or ""
         wanted = None if packages is None else {root, *packages}
+
+        def ours(section: str, uid: str, node: Any) -> bool:
+            """Whether a manifest entry is a mapping (else an error) of a package this registry reads.
+
+            Another package's models and exposures are not this project's (an installed
+            package's own examples, say) unless the project names that package."""
+            if not isinstance(node, dict):
+                problems.append(Problem("error", str(manifest_path), f"{section}.{uid}",
+                                        f"must be a mapping, got {_got(node)}{again}"))
+                return False
+            package = node.get("package_name")
+            return wanted is None or (isinstance(package, str) and package in wanted)
+
         views: dict[str, FeatureView] = {}
         for uid, node in nodes.items():
-            if not isinstance(node, dict):
-                problems.append(Problem("error", str(manifest_path), f"nodes.{uid}",
-                                        f"must be a mapping, got {_got(node)}{again}"))
-                continue
-            if node.get("resource_type") != "model":
-                continue
-            # Another package's models are not this project's features (an installed
-            # package's own examples, say) unless the project names that package.
-            package = node.get("package_name")
-            if wanted is not None and (not isinstance(package, str) or package not in wanted):
+            if not ours("nodes", uid, node) or node.get("resource_type") != "model":
                 continue
             view = _parse_view(uid, node, entities, child_map, problems)
             if view is None:
@@ -732,12 +736,7 @@ class Registry:
         _check_across_views(views, entities, problems)
         services: dict[str, FeatureService] = {}
         for uid, node in exposures.items():
-            if not isinstance(node, dict):
-                problems.append(Problem("error", str(manifest_path), f"exposures.{uid}",
-                                        f"must be a mapping, got {_got(node)}{again}"))
-                continue
-            package = node.get("package_name")
-            if wanted is not None and (not isinstance(package, str) or package not in wanted):
+            if not ours("exposures", uid, node):
                 continue
             service = _parse_service(uid, node, views, problems)
             if service is None:
