@@ -58,6 +58,10 @@ class DbApiWarehouse(Warehouse):
         cursor = self._cursor(sql)
         cursor.close()
 
+    def fetch(self, sql: str) -> pa.Table:
+        batches = list(self.batches(sql))
+        return pa.Table.from_batches(batches) if batches else self.schema(sql).empty_table()
+
     def batches(self, sql: str) -> Iterator[pa.RecordBatch]:
         cursor = self._cursor(sql)
         try:
