@@ -441,3 +441,70 @@ def test_entities_in_the_old_scoped_var_are_a_clear_error(tmp_path):
         "name: acme\nprofile: acme\nvars:\n  feature_store:\n    entities:\n      user: {join_keys: [user_id]}\n")
     with pytest.raises(ManifestError, match=r'move the block to the global var "feature_store:entities"'):
         Registry.load(tmp_path)
+
+
+def test_a_view_tombstone_applies_to_each_feature_and_the_earlier_date_wins(manifest, entity_vars):
+    def edit(m):
+        meta = view_meta(m, "user_order_features")
+        meta["deprecated"] = "2027-06-30"
+        meta["replaced_by"] = "user_order_features_v2"
+    reg = build(manifest, entity_vars, edit)
+    assert not only(reg.problems)
+    view = reg.view("user_order_features")
+    assert (view.deprecated, view.replaced_by) == ("2027-06-30", "user_order_features_v2")
+    # A column without a date takes the view's; the legacy column's own, earlier date stays,
+    # with its own replacement.
+    plain = view.feature("user_7d_orders")
+    assert (plain.deprecated, plain.replaced_by) == ("2027-06-30", "user_order_features_v2")
+    legacy = view.feature("user_avg_basket_30d_legacy")
+    assert (legacy.deprecated, legacy.replaced_by) == ("2026-12-31", "user_avg_basket_30d")
+
+
+def test_a_column_tombstone_earlier_than_a_later_view_one_is_kept_and_a_later_one_is_not(manifest, entity_vars):
+    def edit(m):
+        view_meta(m, "user_order_features")["deprecated"] = "2026-06-01"
+    legacy = build(manifest, entity_vars, edit).view("user_order_features").feature("user_avg_basket_30d_legacy")
+    assert legacy.deprecated == "2026-06-01"
+
+
+def test_a_view_tombstone_that_is_not_a_date(manifest, entity_vars):
+    [p] = only(build(manifest, entity_vars,
+                     lambda m: view_meta(m, "user_order_features").update(deprecated="next spring")).problems)
+    assert p.where == "meta.feature_store.deprecated" and "YYYY-MM-DD" in p.message
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "1%", True])
+def test_log_sample_rate_must_be_a_share(manifest, entity_vars, value):
+    [p] = only(build(manifest, entity_vars,
+                     lambda m: view_meta(m, "user_order_features").update(log_sample_rate=value)).problems)
+    assert p.where == "meta.feature_store.log_sample_rate" and "0 to 1" in p.message
+
+
+def test_log_sample_rate(manifest, entity_vars):
+    reg = build(manifest, entity_vars, lambda m: view_meta(m, "user_order_features").update(log_sample_rate=0.5))
+    assert reg.view("user_order_features").log_sample_rate == 0.5
+    assert reg.view("user_txn_features").log_sample_rate is None
+
+
+def test_column_monitors_override_the_view_ones(manifest, entity_vars):
+    def edit(m):
+        view_meta(m, "user_order_features")["monitors"] = {"ks_alert": 0.3, "fill_rate_min": 0.9}
+        col = node(m, "user_order_features")["columns"]["user_7d_orders"]
+        col.setdefault("config", {}).setdefault("meta", {})["feature_store"] = {"monitors": {"ks_alert": 0.5}}
+    view = build(manifest, entity_vars, edit).view("user_order_features")
+    assert view.feature("user_7d_orders").monitors == {"ks_alert": 0.5, "fill_rate_min": 0.9}
+    assert view.feature("user_lifetime_orders").monitors == {"ks_alert": 0.3, "fill_rate_min": 0.9}
+
+
+@pytest.mark.parametrize(("monitors", "where", "says"), [
+    ({"ks_alrt": 0.2}, "meta.feature_store.monitors.ks_alrt", "did you mean 'ks_alert'"),
+    ({"ks_alert": 2}, "meta.feature_store.monitors.ks_alert", "0 to 1"),
+    ({"psi_bins": 1}, "meta.feature_store.monitors.psi_bins", "2 or more"),
+    ({"lag_factor": 0}, "meta.feature_store.monitors.lag_factor", "positive"),
+    ({"psi_warn": 0.3, "psi_alert": 0.2}, "meta.feature_store.monitors", "psi_warn (0.3) is above psi_alert"),
+    ([0.2], "meta.feature_store.monitors", "must be a mapping"),
+])
+def test_bad_monitors(manifest, entity_vars, monitors, where, says):
+    [p] = only(build(manifest, entity_vars,
+                     lambda m: view_meta(m, "user_order_features").update(monitors=monitors)).problems)
+    assert p.where == where and says in p.message, p

@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import os
 import re
 import reprlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -92,8 +93,16 @@ VIEW_META_KEYS = (
     "tags",
     "freshness_sla",
     "description",
+    "log_sample_rate",
+    "monitors",
+    "deprecated",
+    "replaced_by",
 )
-COLUMN_META_KEYS = ("fallback", "deprecated", "replaced_by", "tags")
+COLUMN_META_KEYS = ("fallback", "deprecated", "replaced_by", "tags", "monitors")
+# The thresholds `monitors:` may set, on a view or a column (fstore monitor, fstore skew).
+# Shares and statistics in [0, 1] but PSI (unbounded), the bin count and the lag factor.
+MONITOR_KEYS = ("ks_warn", "ks_alert", "psi_warn", "psi_alert", "psi_bins", "fill_rate_min", "skew_max", "lag_factor")
+_MONITOR_SHARES = ("ks_warn", "ks_alert", "fill_rate_min", "skew_max")
 EXPOSURE_META_KEYS = ("features",)
 
 # A model that calls the join macro (itself, or through macros of its own) on a view is a
@@ -278,9 +287,11 @@ class Feature:
     data_type: str | None
     description: str = ""
     fallback: Fallback | None = None
-    deprecated: str | None = None  # the tombstone date, ISO text
+    deprecated: str | None = None  # the tombstone date, ISO text: the column's or its view's, the earlier
     replaced_by: str | None = None
     tags: tuple[str, ...] = ()
+    # monitor thresholds: the view's `monitors:` overridden by the column's (keys: MONITOR_KEYS)
+    monitors: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def kind(self) -> str | None:
@@ -311,6 +322,10 @@ class FeatureView:
     online: bool = False
     freshness_sla: timedelta | None = None
     description: str = ""
+    log_sample_rate: float | None = None  # share of online reads logged; None: the default
+    monitors: dict[str, float] = field(default_factory=dict, compare=False)
+    deprecated: str | None = None  # the view's tombstone date, ISO text (each feature has it too)
+    replaced_by: str | None = None
     column_types: dict[str, str | None] = field(default_factory=dict, compare=False)
     upstream: tuple[str, ...] = ()
     downstream: tuple[str, ...] = ()
@@ -1087,12 +1102,19 @@ def _parse_view(
         if declared:
             _check_join_key_type(key, declared, online, problem)
 
+    log_sample_rate = _share(meta, "log_sample_rate", "meta.feature_store.log_sample_rate", problem)
+    monitors = _monitors(meta.get("monitors"), "meta.feature_store.monitors", problem)
+    deprecated = _date_text(meta.get("deprecated"), "meta.feature_store.deprecated", problem)
+    replaced_by = _as_text(meta.get("replaced_by"), "meta.feature_store.replaced_by", problem) or None
+    view_defaults = Feature(name="", view=name, data_type=None, deprecated=deprecated, replaced_by=replaced_by,
+                            monitors=monitors)
+
     time_cols = {timestamp, created}
     features = []
     for col, spec in columns.items():
         if col in join_keys or col in time_cols:
             continue
-        features.append(_parse_feature(name, col, spec, column_types[col], online, problem))
+        features.append(_parse_feature(view_defaults, col, spec, column_types[col], online, problem))
 
     tags = _as_names(meta.get("tags"), "meta.feature_store.tags", problem, "tags")
     node_tags = _as_names(node.get("tags"), "tags", problem, "tags")
@@ -1114,6 +1136,10 @@ def _parse_view(
         online=online,
         freshness_sla=freshness_sla,
         description=description or node_description,
+        log_sample_rate=log_sample_rate,
+        monitors=monitors,
+        deprecated=deprecated,
+        replaced_by=replaced_by,
         column_types=column_types,
         upstream=_as_names(depends_on.get("nodes"), "depends_on.nodes", problem, "node ids"),
         downstream=tuple(c for c in _as_names(child_map.get(uid), f"child_map.{uid}", problem, "node ids")
@@ -1214,7 +1240,8 @@ def _duration(meta: dict, key: str, problem) -> timedelta | None:
         problem(f"meta.feature_store.{key}", str(exc))
         return None
 
-def _parse_feature(view: str, col: str, spec: dict, dtype: str | None, online: bool, problem) -> Feature:
+def _parse_feature(view: Feature, col: str, spec: dict, dtype: str | None, online: bool, problem) -> Feature:
+    """The feature ``col``; ``view`` holds what its view's meta gives every feature (tombstone, monitors)."""
     where_col = f"column {col}"
     if dtype:
         reason = _online_type_problem(dtype)
@@ -1229,8 +1256,9 @@ def _parse_feature(view: str, col: str, spec: dict, dtype: str | None, online: b
     tags = (_as_names(config.get("tags"), f"{where_col}: config.tags", problem, "tags")
             or _as_names(spec.get("tags"), f"{where_col}: tags", problem, "tags"))
     description = _as_text(spec.get("description"), f"{where_col}: description", problem)
+    plain = replace(view, name=col, data_type=dtype, description=description, tags=tags)
     if meta is None or meta == {}:  # the common case: a plain feature column
-        return Feature(name=col, view=view, data_type=dtype, description=description, tags=tags)
+        return plain
     where = f"{where_col}: meta.feature_store"
     if not isinstance(meta, dict):
         problem(where, f"must be a mapping, got {_got(meta)}")
@@ -1251,22 +1279,73 @@ def _parse_feature(view: str, col: str, spec: dict, dtype: str | None, online: b
         fallback = Fallback("impute", value)
     elif raw is not None:
         problem(f"{where}.fallback", f"{raw!r} is not a fallback; write `fallback: gate` or `fallback: {{impute: <value>}}`")
-    deprecated = meta.get("deprecated")
-    if deprecated is not None:
-        try:
-            datetime.fromisoformat(str(deprecated))
-        except ValueError:
-            problem(f"{where}.deprecated", f"{deprecated!r} is not a date; write it as YYYY-MM-DD")
-    return Feature(
-        name=col,
-        view=view,
-        data_type=dtype,
-        description=description,
+    dates = [d for d in (view.deprecated, _date_text(meta.get("deprecated"), f"{where}.deprecated", problem)) if d]
+    return replace(
+        plain,
         fallback=fallback,
-        deprecated=str(deprecated) if deprecated is not None else None,
-        replaced_by=_as_text(meta.get("replaced_by"), f"{where}.replaced_by", problem) or None,
+        deprecated=min(dates, key=lambda d: datetime.fromisoformat(d).date()) if dates else None,
+        replaced_by=_as_text(meta.get("replaced_by"), f"{where}.replaced_by", problem) or view.replaced_by,
         tags=_as_names(meta.get("tags"), f"{where}.tags", problem, "tags") or tags,
+        monitors={**view.monitors, **_monitors(meta.get("monitors"), f"{where}.monitors", problem)},
     )
+
+
+def _date_text(value: Any, where: str, problem) -> str | None:
+    """A meta date (``deprecated``) as ISO text; a problem when it is not a date."""
+    if value is None:
+        return None
+    try:
+        datetime.fromisoformat(str(value))
+    except ValueError:
+        problem(where, f"{value!r} is not a date; write it as YYYY-MM-DD")
+        return None
+    return str(value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _share(meta: dict, key: str, where: str, problem) -> float | None:
+    """Meta ``key`` as a share in [0, 1]; a problem otherwise."""
+    value = meta.get(key)
+    if value is None:
+        return None
+    if not _number(value) or not 0 <= value <= 1:
+        problem(where, f"must be a number from 0 to 1, got {value!r}")
+        return None
+    return float(value)
+
+
+def _monitors(raw: Any, where: str, problem) -> dict[str, float]:
+    """The monitor thresholds of a ``monitors:`` mapping (view or column), each checked."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problem(where, f"must be a mapping of thresholds ({', '.join(MONITOR_KEYS)}), got {_got(raw)}")
+        return {}
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        if key not in MONITOR_KEYS:
+            problem(f"{where}.{key}", f"unknown threshold{_did_you_mean(str(key), MONITOR_KEYS)} "
+                                      f"(known: {', '.join(MONITOR_KEYS)})")
+        elif key in _MONITOR_SHARES:
+            share = _share(raw, key, f"{where}.{key}", problem)
+            if share is not None:
+                out[key] = share
+        elif key == "psi_bins":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                problem(f"{where}.{key}", f"must be a whole number of bins, 2 or more, got {value!r}")
+            else:
+                out[key] = value
+        elif not _number(value) or value <= 0:
+            problem(f"{where}.{key}", f"must be a positive number, got {value!r}")
+        else:
+            out[key] = float(value)
+    for warn, alert in (("ks_warn", "ks_alert"), ("psi_warn", "psi_alert")):
+        if warn in out and alert in out and out[warn] > out[alert]:
+            problem(where, f"{warn} ({out[warn]}) is above {alert} ({out[alert]}); a warning must come first")
+    return out
 
 
 def _impute_mismatch(value: Any, dtype: str | None) -> str | None:
