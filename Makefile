@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install redis postgres java demo test lint test-compat bench seeds clean
+.PHONY: install redis postgres java chromium demo test lint test-compat bench seeds clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test,engines,spark]'
 	@touch $@
 
-install: $(STAMP) redis postgres java
+install: $(STAMP) redis postgres java chromium
 
 redis:
 	@command -v redis-server >/dev/null || { \
@@ -46,6 +46,13 @@ java:
 	  mkdir -p /usr/share/man/man1 && apt-get update -qq && \
 	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null 2>&1 || \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; }; }
+
+# tests/test_monitor.py opens `fstore monitor --report`'s page in headless Chromium (Debian's
+# package: a browser download of its own cannot be fetched here) and checks its screenshot and console.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "Installing chromium from apt..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 demo: install
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh

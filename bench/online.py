@@ -11,6 +11,10 @@ Prints p50/p99 in milliseconds (of the round with the best p99, out of --rounds;
 round's p99 is shown too, as this VM stalls for milliseconds now and then). Targets on loopback: p99 <= 0.25 ms (1 entity) and
 <= 2 ms (100 entities). A redis-server is started on a free port unless --redis-url.
 
+Reads are recorded as in production (read counters in the same round trip, the serving
+log at the default 1% sample); each read is also timed with recording off
+(``record_reads=False``), in rounds alternating with the recorded ones, and the ratio printed.
+
     python bench/online.py
     python bench/online.py --calls 5000 --redis-url redis://localhost:6379/0
 """
@@ -151,22 +155,34 @@ def main() -> None:
         got = get_online_features(reg, store, FEATURES, hundred).to_dict(include_status=True)
         assert all(s == "PRESENT" for s in got["spend_7d__status"]), "benchmark data did not load"
 
-        rows = [
-            ("1 entity x 6 features", lambda: get_online_features(reg, store, FEATURES, one), 0.25),
-            ("  floor: one bare HMGET", lambda: client.hmget(one_key, fields["user_activity"]), None),
-            ("100 entities x 6 features", lambda: get_online_features(reg, store, FEATURES, hundred), 2.0),
-            ("  floor: bare pipeline of 200 HMGET", bare_pipeline, None),
-        ]
+        quiet = OnlineStore.for_registry(reg, url=url, record_reads=False)
+        reads = [("1 entity x 6 features", one, 0.25, lambda: client.hmget(one_key, fields["user_activity"]),
+                  "one bare HMGET"),
+                 ("100 entities x 6 features", hundred, 2.0, bare_pipeline, "bare pipeline of 200 HMGET")]
         print(f"get_online_features, {args.calls} calls after warm-up, {args.users} users in Redis ({url})")
         print(f"best of {args.rounds} rounds by p99 (this VM has multi-ms hiccups now and then; every round's "
               f"p99 in brackets)")
         print(f"{'':38s} {'p50 ms':>8s} {'p99 ms':>8s}  target p99")
-        for label, fn, target in rows:
-            results = timed(fn, args.calls, args.rounds)
+
+        def show(label: str, results: list[tuple[float, float]], target: float | None) -> tuple[float, float]:
             p50, p99 = min(results, key=lambda r: r[1])
             verdict = "" if target is None else f"  <= {target} ms {'ok' if p99 <= target else 'MISSED'}"
             every = ", ".join(f"{r[1]:.3f}" for r in results)
             print(f"{label:38s} {p50:8.3f} {p99:8.3f}{verdict}   [{every}]")
+            return p50, p99
+
+        for label, entity_rows, target, floor, floor_label in reads:
+            recorded, plain = [], []
+            for _ in range(args.rounds):  # alternating: the VM's slow moments fall on both alike
+                recorded += timed(lambda r=entity_rows: get_online_features(reg, store, FEATURES, r), args.calls, 1)
+                plain += timed(lambda r=entity_rows: get_online_features(reg, quiet, FEATURES, r), args.calls, 1)
+            on = show(label, recorded, target)
+            off = show("  recording off (record_reads=False)", plain, None)
+            print(f"{'  recorded / off':38s} {on[0] / off[0]:7.2f}x {on[1] / off[1]:7.2f}x")
+            show(f"  floor: {floor_label}", timed(floor, args.calls, args.rounds), None)
+        print(f"recording: {store.log_errors} errors, {store.log_dropped} entries dropped; "
+              f"serving log holds {client.xlen(f'{store.prefix}:__serving_log')} entries")
+        quiet.close()
         store.close()
 
 

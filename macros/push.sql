@@ -23,33 +23,24 @@
   {%- set columns = feature_store._push_columns(view_name) -%}
   {%- set relation = feature_store._push_relation(view_name) -%}
   {%- if relation -%}
-    {{ return(feature_store._push_select(columns, relation)) }}
+    {{ return(feature_store._cast_select(columns, relation)) }}
   {%- endif -%}
-  {{ return(feature_store._push_empty(columns)) }}
+  {{ return(feature_store._typed_empty(columns)) }}
 {% endmacro %}
 
 
-{#- DuckDB reads the files where they land. read_parquet fails on a glob that matches no file,
-    so whether one exists is asked (glob(), which does not fail) while the model compiles, in
-    the same run that then reads them; files only ever appear, so what was found is still
-    there when the query runs. Partition folders are not read as columns (hive_partitioning
-    off): a feature may be called `date` or `hour`. union_by_name: files landed before a
-    feature was added lack it, and read NULL there. -#}
+{#- DuckDB reads the files where they land (feature_store._landed_parquet says how). -#}
 {% macro duckdb__pushed_rows(view_name) %}
   {%- set columns = feature_store._push_columns(view_name) -%}
   {%- set relation = feature_store._push_relation(view_name) -%}
   {%- if relation -%}
-    {{ return(feature_store._push_select(columns, relation)) }}
+    {{ return(feature_store._cast_select(columns, relation)) }}
   {%- endif -%}
-  {%- set pattern = "'" ~ (feature_store._push_dir() ~ '/' ~ view_name ~ '/**/*.parquet') | replace("'", "''") ~ "'" -%}
-  {%- if execute -%}
-    {%- set found = run_query("select count(*) from glob(" ~ pattern ~ ")") -%}
-    {%- if found.columns[0].values()[0] > 0 -%}
-      {{ return(feature_store._push_select(columns,
-          "read_parquet(" ~ pattern ~ ", hive_partitioning = false, union_by_name = true)")) }}
-    {%- endif -%}
+  {%- set files = feature_store._landed_parquet(view_name ~ '/**/*.parquet') -%}
+  {%- if files -%}
+    {{ return(feature_store._cast_select(columns, files)) }}
   {%- endif -%}
-  {{ return(feature_store._push_empty(columns)) }}
+  {{ return(feature_store._typed_empty(columns)) }}
 {% endmacro %}
 
 
@@ -105,36 +96,4 @@
         "pushed_rows: feature view " ~ view_name ~ " declares no columns; declare them in its YAML") }}
   {%- endif -%}
   {{ return(columns) }}
-{% endmacro %}
-
-
-{% macro _push_casts(columns) %}
-  {%- set casts = [] -%}
-  {%- for name, data_type in columns -%}
-    {%- do casts.append("cast(" ~ adapter.quote(name) ~ " as " ~ data_type ~ ") as " ~ adapter.quote(name)) -%}
-  {%- endfor -%}
-  {{ return(casts | join(',\n    ')) }}
-{% endmacro %}
-
-
-{% macro _push_select(columns, source) %}
-  {%- if not columns -%}
-    {{ return("select 1 as " ~ adapter.quote("__fs_unparsed")) }}
-  {%- endif -%}
-  {{ return("select distinct\n    " ~ feature_store._push_casts(columns) ~ "\nfrom " ~ source) }}
-{% endmacro %}
-
-
-{#- No rows, the view's columns and types: a one-row derived table filtered out, which every
-    engine accepts (some refuse a SELECT without FROM, or WHERE without FROM). -#}
-{% macro _push_empty(columns) %}
-  {%- if not columns -%}
-    {{ return("select 1 as " ~ adapter.quote("__fs_unparsed")) }}
-  {%- endif -%}
-  {%- set nulls = [] -%}
-  {%- for name, data_type in columns -%}
-    {%- do nulls.append("cast(null as " ~ data_type ~ ") as " ~ adapter.quote(name)) -%}
-  {%- endfor -%}
-  {{ return("select\n    " ~ (nulls | join(',\n    ')) ~ "\nfrom (select 1 as " ~ adapter.quote("__fs_one")
-            ~ ") as " ~ adapter.quote("__fs_no_push") ~ "\nwhere 1 = 0") }}
 {% endmacro %}

@@ -8,6 +8,7 @@ snapshot (the dbt macro on DuckDB) is exercised in tests/test_consistency.py.
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -82,8 +83,12 @@ VIEWS = {
 }
 
 
-def make_registry(project="proj", target="dev") -> Registry:
-    manifest = {"nodes": {f"model.{project}.{name}": node for name, node in VIEWS.items()},
+def make_registry(project="proj", target="dev", meta: dict[str, dict] | None = None) -> Registry:
+    """The registry of VIEWS; ``meta`` adds view meta keys by view name, e.g. ``{"all_types": {"log_sample_rate": 1}}``."""
+    nodes = copy.deepcopy(VIEWS) if meta else VIEWS
+    for name, extra in (meta or {}).items():
+        nodes[name]["config"]["meta"]["feature_store"].update(extra)
+    manifest = {"nodes": {f"model.{project}.{name}": node for name, node in nodes.items()},
                 "metadata": {"project_name": project, "adapter_type": "duckdb"}}
     return Registry.from_manifest(manifest, ENTITIES, project_name=project, project_dir=Path("."),
                                   manifest_path=Path("target/manifest.json"),

@@ -235,13 +235,11 @@ def test_a_retried_push_is_idempotent(store, landing, now):
 
 
 def test_a_failed_landing_leaves_no_file_and_writes_nothing_online(store, landing, now, monkeypatch):
-    import feature_store.push as push_module
-
     def half_then_fail(table, where, **kwargs):
         where.write(b"PAR1 half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(push_module.pq, "write_table", half_then_fail)
+    monkeypatch.setattr(pq, "write_table", half_then_fail)  # the module's: the landing looks it up per call
     with pytest.raises(WarehouseError, match="No space left on device.*may retry"):
         push_rows(REG, store, "user_txn_features", [txn(1, now - timedelta(seconds=5))], landing_dir=landing)
     assert landed_files(landing) == []

@@ -101,6 +101,9 @@ def main(ctx: click.Context, redis_timeout: float | None, redis_retries: int | N
           --features user_order_features --out training.parquet
       fstore sync                      push the latest values to Redis
       fstore status                    what each view's last sync did
+      fstore skew                      were the values served the values training gets?
+      fstore audit                     who reads which feature online, per day
+      fstore deprecations              CI: fail while a tombstoned or removed feature is still read
       fstore init                      add feature_store to your own dbt project
       fstore get user_order_features --entity user_id=42
       fstore serve                     features over HTTP (Feast's API), on 127.0.0.1:6566
@@ -120,8 +123,11 @@ def _view_row(view: FeatureView) -> dict:
         "online": view.online,
         "owner": view.owner,
         "tags": list(view.tags),
-        # Features on their way out and their tombstone dates, so a reader sees them coming.
+        # Features on their way out and their tombstone dates, so a reader sees them coming; a
+        # view-level date is every feature's (an earlier column date wins for that column).
         "deprecated": {f.name: f.deprecated for f in view.features if f.deprecated},
+        "view_deprecated": view.deprecated,
+        "view_replaced_by": view.replaced_by,
     }
 
 
@@ -151,7 +157,12 @@ def list_views(project, tags, owner, online_only, as_json):
     table = Table("view", "entities", "#features", "ttl", "online", "owner", "tags", "deprecated", box=None,
                   pad_edge=False)
     for r in rows:
-        deprecated = ", ".join(f"{name} ({date})" for name, date in r["deprecated"].items())
+        deprecated = ", ".join(f"{name} ({date})" for name, date in r["deprecated"].items()
+                               if date != r["view_deprecated"])
+        if r["view_deprecated"]:
+            instead = f", use {r['view_replaced_by']}" if r["view_replaced_by"] else ""
+            whole = f"whole view ({r['view_deprecated']}{instead})"
+            deprecated = ", ".join(x for x in (whole, deprecated) if x)
         table.add_row(r["view"], ", ".join(r["entities"]), str(r["features"]), r["ttl"],
                       "yes" if r["online"] else "no", r["owner"] or "-", ", ".join(r["tags"]) or "-",
                       f"[yellow]{deprecated}[/yellow]" if deprecated else "-")
@@ -192,6 +203,9 @@ def _describe_data(view: FeatureView) -> dict:
         "owner": view.owner,
         "tags": list(view.tags),
         "freshness_sla": format_duration(view.freshness_sla),
+        # the view's own tombstone (each feature's column shows it too)
+        "deprecated": (view.deprecated + (f" -> {view.replaced_by}" if view.replaced_by else ""))
+        if view.deprecated else None,
         "columns": columns,
         "upstream": list(view.upstream),
         "downstream": list(view.downstream),
@@ -226,6 +240,8 @@ def describe(project, view_name, as_json):
         if isinstance(value, list):
             value = ", ".join(value) or "-"
         out.print(f"  {label + ':':<19}{'yes' if value is True else 'no' if value is False else value or '-'}")
+    if data["deprecated"]:  # the whole view is on its way out
+        out.print(f"  {'deprecated:':<19}{data['deprecated']}")
     table = Table("column", "type", "role", "fallback", "deprecated", "description", box=None, pad_edge=False)
     for c in data["columns"]:
         table.add_row(c["column"], c["type"] or "[red]missing[/red]", c["role"], c["fallback"] or "-",
@@ -754,6 +770,454 @@ def serve(project, redis_url, host, port, workers, tokens_file, landing_dir, max
         max_entities=max_entities, max_body_bytes=max_body_bytes)
     err.print(f"Serving {config.project_dir} on http://{host}:{port} (docs at /docs)")
     run(config, host=host, port=port, workers=workers, access_log=access_log)
+
+
+# -- audit: who reads what -------------------------------------------------------------------------
+
+
+def _audit_day(value: str | None, name: str = "--today"):
+    """``--today YYYY-MM-DD`` as a date (None: today in UTC)."""
+    from datetime import date
+
+    from feature_store.audit import utc_today
+
+    if value is None:
+        return utc_today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date; write it as YYYY-MM-DD", param_hint=name) from None
+
+
+def _audit_status(registry: Registry, ref: str, today) -> dict:
+    """A counted feature against the registry: removed, past its tombstone, deprecated, or none of these."""
+    from feature_store.audit import tombstone
+
+    view_name, _, name = ref.partition(":")
+    view = registry.views.get(view_name)
+    feature = next((f for f in view.features if f.name == name), None) if view else None
+    if feature is None:
+        return {"status": "removed", "tombstone": None, "replaced_by": None}
+    date_ = tombstone(feature)
+    status = None if date_ is None else "past_tombstone" if date_ <= today else "deprecated"
+    return {"status": status, "tombstone": date_.isoformat() if date_ else None, "replaced_by": feature.replaced_by}
+
+
+@main.command()
+@project_options
+@redis_option
+@click.option("--feature", "-f", "feature", default=None, metavar="FEATURE",
+              help="Only this feature (view:feature), or a view's features (view).")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 90),
+              help="How many UTC days to look back over, today included (counters are kept 90 days).")
+@click.option("--today", default=None, metavar="YYYY-MM-DD", help="The window's last day (default: today in UTC).")
+@click.option("--unread", is_flag=True, help="Also list the online features nobody read in the window.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def audit(project, redis_url, feature, days, today, unread, as_json):
+    """Show who reads which feature online: reads per client and day, from the read counters in Redis.
+
+    Every online read (Python API, fstore get, HTTP) counts the entity rows it read per
+    feature, client and UTC day. A feature gone from the project is marked removed, one with
+    a deprecated date deprecated (or past its tombstone).
+
+    \b
+    Examples:
+      fstore audit
+      fstore audit --feature user_order_features:user_avg_basket_30d_legacy --days 30
+      fstore audit --unread --json
+    """
+    from feature_store.audit import by_client, matches, read_counts, window
+
+    registry = load_registry(project, quiet=as_json)
+    store = online_store(registry, redis_url)
+    last = _audit_day(today)
+    span = window(days, last)
+    rows = by_client(read_counts(store, days, last, feature))
+    for row in rows:
+        row.update(_audit_status(registry, row["feature"], last))
+    read = {row["feature"] for row in rows}
+    never = sorted(f.ref for v in registry.views.values() if v.online for f in v.features
+                   if f.ref not in read and matches(f.ref, feature))
+    if as_json:
+        data = {
+            "from": span[0].isoformat(), "to": last.isoformat(), "days": days, "prefix": store.prefix,
+            "reads": [{**r, "by_day": {d.isoformat(): n for d, n in r["by_day"].items()},
+                       "last_day": r["last_day"].isoformat()} for r in rows],
+        }
+        if unread:
+            data["unread"] = never
+        _json(data)
+        return
+    per_day = days <= 7  # a column per day while they fit
+    table = Table("feature", "client", *(d.strftime("%m-%d") for d in span if per_day), "reads", "days read",
+                  "last read", "status", box=None, pad_edge=False)
+    for r in rows:
+        status = {"removed": "[red]removed from the project[/red]",
+                  "past_tombstone": f"[red]past tombstone {r['tombstone']}[/red]",
+                  "deprecated": f"[yellow]deprecated, tombstone {r['tombstone']}[/yellow]"}.get(r["status"], "")
+        if r["replaced_by"] and r["status"]:
+            status += f" (use {r['replaced_by']})"
+        table.add_row(r["feature"], r["client"] or "(unnamed)",
+                      *(f"{r['by_day'].get(d, 0):,}" if r["by_day"].get(d) else "-" for d in span if per_day),
+                      f"{r['reads']:,}", f"{len(r['by_day'])}/{days}", r["last_day"].isoformat(), status or "-")
+    if rows:
+        out.print(table)
+    else:
+        what = f" of {feature.strip()}" if feature else ""
+        err.print(f"No reads{what} counted in the {days} days from {span[0]} to {last} under {store.prefix}.")
+    if unread:
+        out.print(f"Online features nobody read from {span[0]} to {last}: {', '.join(never) or 'none'}")
+
+
+# -- deprecations: CI's check before removing a feature ------------------------------------------------
+
+
+@main.command()
+@project_options
+@redis_option
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 90),
+              help="A feature must have gone unread this many UTC days (today included) before it can go.")
+@click.option("--today", default=None, metavar="YYYY-MM-DD", help="The day to check as of (default: today in UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print the problems and notices as JSON.")
+def deprecations(project, redis_url, days, today, as_json):
+    """Fail (exit 1) when shipping this project would break a reader of a feature on its way out.
+
+    Compares the manifest with the read counters of the last --days days: a feature past its
+    deprecated date (tombstone) that was still read fails, and so does a feature the manifest
+    no longer has that was still read. Deprecated features still read before their tombstone,
+    and tombstoned ones nobody reads any more, are notes. Run it in CI after `dbt parse`, with
+    the --target and --redis-url of the deployment that serves (the counters' keys hold the
+    project and target).
+
+    \b
+    Examples:
+      fstore deprecations --target prod --redis-url "$PROD_REDIS_URL"
+      fstore deprecations --days 14 --json
+    """
+    from feature_store.audit import TITLES, deprecation_problems, read_counts
+    from feature_store.connection import redact
+
+    registry = load_registry(project, quiet=as_json)
+    store = online_store(registry, redis_url)
+    last = _audit_day(today)
+    counts = read_counts(store, days, last)
+    problems = deprecation_problems(registry, counts, last, days)
+    failing = [p for p in problems if p.failing]
+    if as_json:
+        _json({"today": last.isoformat(), "days": days, "prefix": store.prefix, "counters": len(counts),
+               "ok": not failing, "problems": [p.to_dict() for p in problems]})
+    else:
+        for p in problems:
+            label = "[red]error[/red]" if p.failing else "[cyan]note[/cyan]"
+            out.print(f"{label}: {TITLES[p.kind]}: {p.message}", markup=True)
+        if not counts:
+            err.print(f"[yellow]Warning:[/yellow] no read counters at all in the {days} days to {last} under "
+                      f"{store.prefix} at {redact(store.url)}; check --redis-url and --target (the deployment "
+                      "that serves)", markup=True)
+        verdict = "[red]failed[/red]" if failing else "[green]ok[/green]"
+        out.print(f"Deprecations as of {last}, reads of the last {days} days: {verdict} ({len(failing)} failing, "
+                  f"{len(problems) - len(failing)} notes)", markup=True)
+    sys.exit(1 if failing else 0)
+
+
+# -- skew audit ------------------------------------------------------------------------------------
+
+
+def _window_start(value: str, now: datetime) -> datetime:
+    """``--since``: a duration back from ``now`` (1h, 7d) or an ISO time (naive means UTC)."""
+    from feature_store.registry import parse_duration
+
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a duration (1h, 7d) nor an ISO time", param_hint="--since") \
+            from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@main.command()
+@project_options
+@redis_option
+@click.option("--since", default="1h", show_default=True, metavar="DURATION|ISO",
+              help="Audit values served from this long ago (1h, 7d) or from this ISO time.")
+@click.option("--until", default=None, metavar="ISO", help="...and served before this ISO time (default: now).")
+@click.option("--view", "views", multiple=True, help="Only this view (repeatable).")
+@click.option("--landing-dir", default=None, envvar="FEATURE_STORE_LANDING_DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help='Where the serving log lands (default: the project\'s var "feature_store:push_dir", else push/).')
+@click.option("--no-drain", is_flag=True, help="Audit what has landed; do not drain the serving log from Redis first.")
+@click.option("--examples", "max_examples", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Differing values shown per feature.")
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print the audit as JSON.")
+def skew(project, redis_url, since, until, views, landing_dir, no_drain, max_examples, wait, as_json):
+    """Audit the serving log for training/serving skew; exit 1 when a feature's share is above its threshold.
+
+    Every value the online reads logged (a sample, at each view's log_sample_rate) is
+    recomputed through the point-in-time join at its entity and the time it was served,
+    and compared with what was served. Per feature: values compared, how many differ, the
+    share, and examples with both values. 0 is the expected state; a feature alerts above
+    its meta monitors.skew_max, else 0.1%. How to read it: docs/skew.md.
+
+    \b
+    Examples:
+      fstore skew
+      fstore skew --since 7d --view user_order_features --json
+      fstore skew --since 2026-12-01T00:00:00Z --until 2026-12-02T00:00:00Z --no-drain
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from feature_store import servinglog
+    from feature_store.push import default_landing_dir
+    from feature_store.skew import REASONS, SKIPPED, audit_skew
+
+    registry = load_registry(project, quiet=as_json)
+    for name in views:
+        registry.view(name)  # an unknown view: did-you-mean, before anything runs
+    now = datetime.now(timezone.utc)
+    start, end = _window_start(since, now), _parse_time(until, "--until") or now
+    landing = Path(landing_dir) if landing_dir else default_landing_dir(project[0])
+    drained = None
+    if not no_drain:
+        import dataclasses
+
+        store = online_store(registry, redis_url)
+        try:
+            drained = dataclasses.asdict(servinglog.drain(store, landing))
+        except servinglog.DrainLocked as exc:  # another drain is landing it: audit what has landed
+            if not as_json:
+                err.print(f"[yellow]Warning:[/yellow] not drained: {exc}", markup=True)
+        finally:
+            store.close()
+        if drained and drained["lost_warning"] and not as_json:
+            err.print(f"[yellow]Warning:[/yellow] {drained['lost_warning']}", markup=True)
+    log = servinglog.read_log(landing, start, end)
+    if views:
+        log = log.filter(pc.is_in(log.column("view"), value_set=pa.array(list(views), pa.string())))
+
+    show = not as_json and err.is_terminal
+    progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                        TextColumn("{task.completed:,}/{task.total:,} reads"), TimeRemainingColumn(), console=err,
+                        disable=not show)
+    tasks: dict[str, Any] = {}
+
+    def on_progress(view: str, done: int, total: int) -> None:
+        if view not in tasks:
+            tasks[view] = progress.add_task(view, total=total)
+        progress.update(tasks[view], completed=done, total=total)
+
+    def on_wait(message: str) -> None:
+        if not as_json:
+            err.print(f"[yellow]Waiting:[/yellow] {message}", markup=True)
+
+    with progress:
+        results = audit_skew(registry, log, wait=_duration(wait, "--wait"), max_examples=max_examples,
+                             progress=on_progress, on_wait=on_wait)
+    alerts = [r for r in results if r.alert]
+    window = " to ".join(t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") for t in (start, end))
+    if as_json:
+        _json({"since": start.isoformat(), "until": end.isoformat(), "landing_dir": str(landing),
+               "drained": drained, "values_logged": log.num_rows, "results": [r.to_dict() for r in results],
+               "alerts": [r.ref for r in alerts]})
+    else:
+        _print_skew(results, window, log.num_rows, drained, REASONS, SKIPPED)
+    if alerts:
+        sys.exit(1)
+
+
+def _print_skew(results, window: str, logged: int, drained: Any, reasons: dict, skipped: dict) -> None:
+    if drained is not None:
+        out.print(f"Drained {drained['entries']:,} serving-log entries ({drained['rows']:,} values) into "
+                  f"{drained['files']:,} file(s).")
+    if not results:
+        out.print(f"No served values logged from {window} (UTC). Reads are logged at each view's "
+                  "log_sample_rate; `fstore skew --since 7d` looks further back.")
+        return
+    out.print(f"Skew audit of {logged:,} served values from {window} (UTC)")
+    table = Table("view", "feature", "compared", "differing", "share", "threshold", "alert", "skipped", box=None,
+                  pad_edge=False)
+    for r in results:
+        share = f"{r.share:.3%}"
+        table.add_row(r.view, r.feature, f"{r.compared:,}", f"{r.differing:,}",
+                      f"[red]{share}[/red]" if r.differing else share, f"{r.threshold:.3%}",
+                      "[red]ALERT[/red]" if r.alert else "ok",
+                      ", ".join(f"{k} {n:,}" for k, n in r.skipped.items()) or "-")
+    out.print(table)
+    for r in results:
+        if not r.differing:
+            continue
+        why = ", ".join(f"{k} {n:,}" for k, n in r.reasons.items())
+        out.print(f"\n[bold]{r.ref}[/bold]: {r.differing:,} of {r.compared:,} differ ({why})", markup=True)
+        for e in r.examples:
+            entity = orjson.dumps(e["entity"]).decode() if not isinstance(e["entity"], str) else e["entity"]
+            served = f"{e['served'] if e['served'] is not None else 'nothing'} ({e['status']}"
+            served += f", row of {e['served_event_ts']})" if e["served_event_ts"] else ")"
+            offline = e["offline"] if e["offline"] is not None else "NULL"
+            offline += f" (row of {e['offline_event_ts']})" if e["offline_event_ts"] else ""
+            out.print(Text(f"  {entity} at {e['served_at']}: served {served}, training set {offline}: {e['reason']}"))
+        for code in r.reasons:
+            out.print(Text(f"  {code}: {reasons.get(code, '')}"), style="dim")
+    codes = sorted({k for r in results for k in r.skipped})
+    for code in codes:
+        out.print(Text(f"skipped {code}: {skipped.get(code, '')}"), style="dim")
+    alerts = [r for r in results if r.alert]
+    if alerts:
+        out.print(f"[red]ALERT:[/red] {len(alerts)} feature(s) above their skew threshold: "
+                  f"{', '.join(r.ref for r in alerts)}", markup=True)
+    else:
+        out.print("[green]No alert[/green]: every feature's share of differing values is within its threshold.",
+                  markup=True)
+
+
+
+# -- monitor ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@project_options
+@redis_option
+@click.option("--view", "views", multiple=True, help="Only this view (repeatable).")
+@click.option("--now", "now_text", default=None, metavar="ISO",
+              help="Judge the data as of this time (default: the clock), e.g. for data pinned to another time.")
+@click.option("--landing-dir", default=None, envvar="FEATURE_STORE_LANDING_DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help='Where the serving log lands and the history is kept (default: the project\'s var '
+                   '"feature_store:push_dir", else push/).')
+@click.option("--no-drain", is_flag=True, help="Use what has landed; do not drain the serving log from Redis first.")
+@click.option("--no-skew", is_flag=True, help="Skip the skew audit (the point-in-time join of every served value).")
+@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML report (plots of drift and freshness over time) here.")
+@click.option("--no-history", is_flag=True, help="Do not append this run to the history.")
+@wait_option
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def monitor(project, redis_url, views, now_text, landing_dir, no_drain, no_skew, report_path, no_history, wait,
+            as_json):
+    """Check every feature's drift, fill rate and freshness (and skew); exit 1 when any alert fires.
+
+    Drift compares the view's last 7 days offline (today excluded) with what the serving log
+    recorded in the last hour: KS and PSI for numbers, PSI for strings and booleans. Fill
+    rate: non-NULL values among the entities' latest rows offline, and among served values.
+    Freshness: now minus the latest event time against freshness_sla, and the write lag
+    (write time minus event time) the sync and pushes recorded, p95 against lag_factor x the
+    SLA. Thresholds come from meta `monitors:` on the view or column (docs/monitoring.md).
+    Each run is appended to the history that the dbt model monitor_history reads.
+
+    \b
+    Examples:
+      fstore monitor
+      fstore monitor --view user_order_features --json
+      fstore monitor --report monitor.html
+      fstore monitor --now 2026-12-01T12:10:00Z --no-drain
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from feature_store import servinglog
+    from feature_store.monitor import read_history, run_monitors, write_history
+    from feature_store.push import default_landing_dir
+
+    registry = load_registry(project, quiet=as_json)
+    for name in views:
+        registry.view(name)  # an unknown view: did-you-mean, before anything runs
+    now = _parse_time(now_text, "--now")
+    landing = Path(landing_dir) if landing_dir else default_landing_dir(project[0])
+    show = not as_json and err.is_terminal
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                        disable=not show, transient=True)
+
+    def on_wait(message: str) -> None:
+        if not as_json:
+            err.print(f"[yellow]Waiting:[/yellow] {message}", markup=True)
+
+    store = online_store(registry, redis_url)
+    try:
+        with progress:
+            task = progress.add_task("starting", total=None)
+            if not no_drain:
+                progress.update(task, description="draining the serving log from Redis")
+                try:
+                    drained = servinglog.drain(store, landing)
+                    if drained.lost_warning and not as_json:
+                        err.print(f"[yellow]Warning:[/yellow] {drained.lost_warning}", markup=True)
+                except servinglog.DrainLocked as exc:  # another drain is landing it: use what has landed
+                    if not as_json:
+                        err.print(f"[yellow]Warning:[/yellow] not drained: {exc}", markup=True)
+            run = run_monitors(registry, landing, views=list(views) or None, now=now, wait=_duration(wait, "--wait"),
+                               store=store, skew=not no_skew, on_wait=on_wait,
+                               progress=lambda step: progress.update(task, description=step))
+    finally:
+        store.close()
+    history_file = None if no_history else write_history(run, landing)
+    if report_path is not None:
+        from feature_store.report import write_report
+
+        write_report(run, report_path, read_history(landing))
+    if as_json:
+        _json({**run.to_dict(), "history_file": str(history_file) if history_file else None,
+               "report": str(report_path) if report_path else None})
+    else:
+        _print_monitor(run, history_file, report_path)
+    if not run.ok:
+        sys.exit(1)
+
+
+_LEVEL_STYLE = {"ok": "green", "warn": "yellow", "alert": "bold red", "insufficient data": "cyan",
+                "not checked": "dim"}
+
+
+def _print_monitor(run, history_file: Path | None, report_path: Path | None) -> None:
+    def level(text: str) -> Text:
+        return Text(text, style=_LEVEL_STYLE.get(text, ""))
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    def secs(value: float | None) -> str:
+        from feature_store.monitor import _human
+
+        return "-" if value is None else _human(value)
+
+    out.print(f"Monitors as of {run.now:%Y-%m-%d %H:%M:%S} UTC: offline sample {run.offline_window[0]:%Y-%m-%d} to "
+              f"{run.offline_window[1]:%Y-%m-%d} (excluded), serving log {run.online_window[0]:%H:%M} to "
+              f"{run.online_window[1]:%H:%M}")
+    views = Table("view", "sla", "offline lag", "write lag p95 (max)", "entities", "level", box=None, pad_edge=False)
+    for v in run.views:
+        writes = ", ".join(f"{w.source} {secs(w.p95_s)} ({secs(w.max_s)})" for w in v.write_lag if w.p95_s is not None)
+        views.add_row(v.view, format_duration(v.freshness_sla),
+                      secs(v.offline_lag.total_seconds() if v.offline_lag is not None else None), writes or "-",
+                      f"{v.entities:,}", level(v.level))
+    out.print(views)
+    out.print()
+    skew = {(s.view, s.feature): s for s in run.skew}
+    features = Table("feature", "drift", "n offline/online", "fill offline", "fill online", "skew", "level",
+                     box=None, pad_edge=False)
+    for f in run.features:
+        stats = [f"KS {f.ks:.3f}" if f.ks is not None else "", f"PSI {f.psi:.3f}" if f.psi is not None else ""]
+        drift = " ".join(s for s in stats if s) or ("-" if f.drift_level == "not checked" else f.drift_level)
+        s = skew.get((f.view, f.feature))
+        features.add_row(f.ref, drift, f"{f.n_offline:,}/{f.n_online:,}" if f.method != "-" else "-",
+                         share(f.fill_offline), share(f.fill_online),
+                         f"{s.share:.2%}" if s is not None and s.compared else "-",
+                         level("alert" if s is not None and s.alert else f.level))
+    out.print(features)
+    notes = [f"  {v.view}: {n}" for v in run.views for n in v.notes]
+    notes += [f"  {f.ref}: {n}" for f in run.features for n in f.notes if "insufficient" in f.level or "fewer" in n]
+    if notes:
+        out.print("\nNotes:")
+        for line in notes:
+            out.print(Text(line))
+    for line in run.alerts:
+        err.print(Text.assemble(("ALERT ", "bold red"), line))
+    verdict = "[bold red]ALERT[/bold red]" if not run.ok else "[green]ok[/green]"
+    where = f"; history {history_file}" if history_file else ""
+    where += f"; report {report_path}" if report_path else ""
+    out.print(f"\n{len(run.features)} features in {len(run.views)} views checked in {run.seconds:.1f}s: {verdict} "
+              f"({len(run.alerts)} alerts){where}", markup=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,11 +45,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
-from feature_store.codec import naive_utc
+from feature_store.codec import EVENT_TS, naive_utc
 from feature_store.connection import is_cluster
 from feature_store.errors import FeatureStoreError, OnlineStoreError, UnknownFeatureView
 from feature_store.online import OnlineStore, ServerFacts
 from feature_store.registry import FeatureView, Registry, parse_duration
+from feature_store.writelag import LagRecorder
 from feature_store.writer import BatchWriter, WriteResult, definition_digest, lock_lost
 
 __all__ = ["SyncReport", "ViewReport", "definition_digest", "select_views", "sync"]
@@ -296,10 +297,13 @@ class _Job:
             previous, vr.reason = _previous(state, definition, before, self.full_refresh)
             vr.mode = "incremental" if previous else "full"
             vr.as_of = self.now
+            # The write lag (fstore monitor) of the rows new since the last finished sync: those
+            # timed after its as-of; every row read when there was none.
+            lag = LagRecorder(after=datetime.fromisoformat(state["as_of"]) if state.get("as_of") else None)
             reader = self._read(vr, as_of=self.now, since=None, previous=previous)
             try:
                 vr.read = getattr(reader, "plan", "")
-                self._write(view, vr, reader, definition, fence, 0)
+                self._write(view, vr, reader, definition, fence, 0, lag)
             except OnlineStoreError:
                 _check_kept(self.store, view.name, before)  # the precise reason, when Redis evicted or restarted
                 raise
@@ -321,6 +325,7 @@ class _Job:
                 "fingerprints": fingerprints.text if fingerprints else "",
                 "run_id": before.run_id if before else "",
                 "evicted_keys": before.evicted_keys if before else 0,
+                **lag.fields(),
             }
             if not self.store.save_sync_state(view.name, token, fields):
                 raise lock_lost(view.name)
@@ -368,12 +373,18 @@ class _Job:
         vr.compile_seconds += getattr(reader, "compile_seconds", 0.0)
         return reader
 
-    def _write(self, view: FeatureView, vr: ViewReport, reader, definition: str, fence, rows_before: int) -> None:
+    def _write(self, view: FeatureView, vr: ViewReport, reader, definition: str, fence, rows_before: int,
+               lag: LagRecorder | None = None) -> None:
         total = getattr(reader, "total_rows", None)
         total = None if total is None else rows_before + total
+        began = time.perf_counter()
         with BatchWriter(self.store, view, definition=definition, fence=fence, dry_run=self.dry_run) as writer:
             for batch in reader:
                 vr.rows_read += batch.num_rows
+                if lag is not None:
+                    # The write time on the sync's own clock (its `now`, plus the time spent since), so a
+                    # sync run as of another time (tests, replays) measures lag against that time.
+                    lag.add(batch.column(EVENT_TS), self.now + timedelta(seconds=time.perf_counter() - began))
                 if self.dry_run and len(vr.sample) < SAMPLE_ROWS:
                     vr.sample += _sample(self.store, view, batch, SAMPLE_ROWS - len(vr.sample))
                 writer.submit(batch)

@@ -120,6 +120,7 @@ def get_historical_features(
     wait: float = 0.0,
     on_wait: Callable[[str], None] | None = None,
     feature_service: str | None = None,
+    include_timestamps: bool = False,
 ) -> RetrievalJob:
     """Attach ``features`` to every row of ``entity_df`` as they were at its ``timestamp_column``.
 
@@ -149,11 +150,17 @@ def get_historical_features(
 
     ``wait`` and ``on_wait`` apply to each opening of the warehouse file, as in
     :func:`~feature_store.warehouse.open_warehouse`. See docs/point-in-time.md for the exact point-in-time rule.
+
+    ``include_timestamps`` also returns, per view, ``<view>__event_timestamp`` and
+    ``<view>__created_timestamp``: the timestamps of the matched row (NULL when none
+    matched), after the features.
     """
     feats = registry.resolve(registry.requested_features(features, feature_service))
     if not feats:
         raise EntityDataFrameError("no features requested; pass features=['view:feature', ...] or a view name")
     names = output_names(feats, full_feature_names)
+    if include_timestamps:  # the macro's names; checked against the spine's columns like the features'
+        names += [f"{v}__{t}_timestamp" for v in dict.fromkeys(f.view for f in feats) for t in ("event", "created")]
     ttl_override = _normalize_ttl_override(registry, ttl_override)
 
     spine: pa.Table | _SqlSpine
@@ -163,10 +170,11 @@ def get_historical_features(
     else:
         spine, columns = _arrow_spine(registry, feats, names, entity_df, timestamp_column)
 
+    extra = {"include_timestamps": True} if include_timestamps else {}  # the same call text (and cache) as before
     sql = compile_call(registry, macro_call(
         "point_in_time_join",
         spine=SPINE, timestamp=TS, features=[f.ref for f in feats], full_feature_names=full_feature_names,
-        ttl_override=ttl_override, as_of_created=as_of_created, row_id=ROW,
+        ttl_override=ttl_override, as_of_created=as_of_created, row_id=ROW, **extra,
     ))
     return RetrievalJob(registry, sql, spine, feats, columns + names, duckdb_config, wait=wait, on_wait=on_wait)
 

@@ -16,13 +16,18 @@ checks), and imports pyarrow only when writing.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import json
 import math
 import os
+import random
+import threading
 import time
 import warnings
+import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, Mapping
@@ -35,10 +40,11 @@ from redis.exceptions import (
     ClusterDownError,
     RedisClusterException,
     RedisError,
+    ResponseError,
     TryAgainError,
 )
 
-from feature_store import codec
+from feature_store import audit, codec, servinglog
 from feature_store.connection import is_cluster, redact, redis_client
 from feature_store.errors import EntityDataFrameError, FeatureMissing, OnlineStoreError
 from feature_store.registry import Fallback, Feature, FeatureView, Registry, format_duration, output_names, type_kind
@@ -53,6 +59,11 @@ __all__ = [
 
 DEFAULT_URL = "redis://localhost:6379/0"
 URL_ENV = "FEATURE_STORE_REDIS_URL"
+CLIENT_ENV = "FEATURE_STORE_CLIENT"  # who reads, for the read counters and the serving log
+DEFAULT_CLIENT = "default"
+# Serving-log entries waiting for the next round trip, per store; past this, new ones are
+# dropped (and counted) rather than let a Redis outage grow the process.
+LOG_BUFFER_MAX = 10_000
 
 
 class FieldStatus(str, Enum):
@@ -71,6 +82,29 @@ class FieldStatus(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+
+# Stores holding serving-log entries not sent yet. Flushed when the interpreter exits (a
+# script that never closes its store), and forgotten in a forked child, which would
+# otherwise send the parent's entries a second time.
+_WAITING: "weakref.WeakSet[OnlineStore]" = weakref.WeakSet()
+
+
+def _flush_at_exit() -> None:
+    for store in list(_WAITING):
+        try:
+            store.flush_serving_log()
+        except Exception:  # noqa: BLE001 - best effort: at exit there is no one left to tell
+            pass
+
+
+def _forget_in_child() -> None:
+    for store in list(_WAITING):
+        store._log = []
+        store._log_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+atexit.register(_flush_at_exit)
+os.register_at_fork(after_in_child=_forget_in_child)
 
 # Failures that another attempt may get past: the connection, or a cluster whose slots are
 # moving or briefly unserved (a master restarting or failing over).
@@ -200,6 +234,14 @@ class OnlineStore:
     server accepts connections and never answers. Refused credentials are not retried.
     The sync's writes wait up to ``write_timeout`` for an answer (a script call over
     hundreds of rows on a busy server), with the same retries.
+
+    Reads are recorded (docs/serving-log.md): each read counts, in its own round trip,
+    the entity rows it read per feature under the name ``client`` (default
+    ``$FEATURE_STORE_CLIENT``, else ``default``; :mod:`feature_store.audit`), and a sample
+    of what it served goes to the serving log (:mod:`feature_store.servinglog`), sent with
+    the next read's round trip or by :meth:`flush_serving_log`. Neither can fail or delay a
+    read: their failures are counted in :attr:`log_errors`. ``record_reads=False`` turns
+    both off (a read-only replica, a benchmark).
     """
 
     def __init__(
@@ -212,8 +254,13 @@ class OnlineStore:
         retries: int = 2,
         backoff: float = 0.05,
         write_timeout: float = 30.0,
+        client: str | None = None,
+        record_reads: bool = True,
     ):
         self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
+        self.client_name = audit.check_client(client or os.environ.get(CLIENT_ENV) or DEFAULT_CLIENT)
+        """Who reads, in the read counters and the serving log (a read may name another)."""
+        self.record_reads = record_reads
         self.prefix = prefix
         self.retries = retries
         self.backoff = backoff
@@ -225,6 +272,15 @@ class OnlineStore:
         self._async_client: Any = None
         self._scripts: dict[tuple[str, bool], Script] = {}
         self._plans: dict[tuple, tuple[Registry, _ReadPlan]] = {}
+        self.log_errors = 0
+        """Read counters and serving-log entries Redis did not take (error replies, lost connections)."""
+        self.log_dropped = 0
+        """Serving-log entries dropped because :data:`LOG_BUFFER_MAX` were already waiting."""
+        self._log: list[tuple] = []  # serving-log entries waiting to be sent: XADD's field-value pairs
+        self._log_lock = threading.Lock()
+        self._warned_log = False
+        self._reads_keys: dict[int, str] = {}  # day number -> that day's counter hash
+        self._expiring: set[int] = set()  # days whose counter hash got its EXPIRE from this process
 
     def _client(self, timeout: float) -> "redis.Redis | RedisCluster":
         return redis_client(self.url, timeout=timeout, connect_timeout=self.connect_timeout)
@@ -245,6 +301,8 @@ class OnlineStore:
         return f"OnlineStore({redact(self.url)!r}, prefix={self.prefix!r})"
 
     def close(self) -> None:
+        """Send the serving log's waiting entries, then close the connections."""
+        self.flush_serving_log()
         self.client.close()
         if self._write_client is not None:
             self._write_client.close()
@@ -262,10 +320,95 @@ class OnlineStore:
         return self._async_client
 
     async def aclose(self) -> None:
-        """Close the asyncio client's connections (the sync clients stay open: see :meth:`close`)."""
+        """Send the serving log's waiting entries, then close the asyncio client's connections (the sync
+        clients stay open: see :meth:`close`)."""
+        if self._async_client is not None:
+            await self.aflush_serving_log()
         client, self._async_client = self._async_client, None
         if client is not None:
             await client.aclose() if hasattr(client, "aclose") else await client.close()
+
+    # -- recording reads -------------------------------------------------------------------------
+
+    def flush_serving_log(self) -> int:
+        """Send the serving-log entries waiting for a read's round trip now, in one pipeline.
+
+        Returns how many Redis took. Never raises for Redis trouble: the entries are then
+        lost and counted in :attr:`log_errors` (sending them again could log them twice).
+        """
+        entries = self._take_log()
+        if not entries:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for entry in entries:
+            pipe.execute_command(*self._xadd(entry))
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except (RedisError, RedisClusterException) as exc:  # close() and exit call this: it must not raise
+            self._log_failed(len(entries), exc)
+            return 0
+        return len(entries) - self._count_failures(replies)
+
+    async def aflush_serving_log(self) -> int:
+        """:meth:`flush_serving_log` on :attr:`async_client` (the server's flush, every second)."""
+        entries = self._take_log()
+        if not entries:
+            return 0
+        pipe = self.async_client.pipeline(transaction=False)
+        for entry in entries:
+            pipe.execute_command(*self._xadd(entry))
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, RedisClusterException) as exc:  # the server's periodic task must live on
+            self._log_failed(len(entries), exc)
+            return 0
+        return len(entries) - self._count_failures(replies)
+
+    def _xadd(self, entry: tuple) -> tuple:
+        return ("XADD", servinglog.stream_key(self.prefix), "MAXLEN", "~", servinglog.DEFAULT_MAXLEN, "*", *entry)
+
+    def _buffer_log(self, entries: list[tuple]) -> None:
+        with self._log_lock:
+            room = LOG_BUFFER_MAX - len(self._log)
+            if len(entries) > room:
+                self.log_dropped += len(entries) - max(room, 0)
+                entries = entries[:max(room, 0)]
+            if not self._log:
+                _WAITING.add(self)
+            self._log.extend(entries)
+
+    def _take_log(self) -> list[tuple]:
+        if not self._log:  # the common case, without the lock
+            return []
+        with self._log_lock:
+            entries, self._log = self._log, []
+        return entries
+
+    def _count_failures(self, replies: list) -> int:
+        failed = [r for r in replies if isinstance(r, Exception)]
+        if failed:
+            self._log_failed(len(failed), failed[0])
+        return len(failed)
+
+    def _log_failed(self, count: int, exc: BaseException) -> None:
+        self.log_errors += count
+        if not self._warned_log:
+            self._warned_log = True
+            warnings.warn(
+                f"Redis at {redact(self.url)} did not take read counters or serving-log entries "
+                f"({type(exc).__name__}: {exc}); reads are served regardless, and OnlineStore.log_errors counts what "
+                "was lost. Check the server's memory (maxmemory), that it is a master, and the key types under the "
+                "prefix", RuntimeWarning, stacklevel=2)
+
+    def _reads_key(self, now_us: int) -> tuple[str, int]:
+        """The counter hash of the UTC day of ``now_us``, and that day's number."""
+        day = now_us // 86_400_000_000
+        key = self._reads_keys.get(day)
+        if key is None:
+            if len(self._reads_keys) > 64:
+                self._reads_keys.clear()
+            key = self._reads_keys[day] = audit.reads_key(self.prefix, date(1970, 1, 1) + timedelta(days=day))
+        return key, day
 
     # -- calling Redis -------------------------------------------------------------------------
 
@@ -464,6 +607,8 @@ class _ViewPlan:
     decoders: tuple[Callable[[bytes], Any], ...]
     columns: tuple[int, ...]  # output column of each requested feature
     ttl_us: int | None
+    sample_rate: float  # the share of (view, entity row) reads the serving log samples
+    log_features: str  # the serving log's `features` field: JSON list of the feature names
 
 
 @dataclass
@@ -474,6 +619,15 @@ class _ReadPlan:
     entity_keys: list[str]
     # (column, feature, fallback, impute value) for features with a fallback
     fallbacks: list[tuple[int, Feature, Fallback, Any]]
+    counters: dict[str, tuple[str, ...]] = field(default_factory=dict)  # client -> its counter fields
+
+    def counter_fields(self, client: str) -> tuple[str, ...]:
+        """The read counters' fields of ``client`` reading these features (each feature once)."""
+        fields = self.counters.get(client)
+        if fields is None:
+            refs = dict.fromkeys(f.ref for f in self.features)
+            fields = self.counters[client] = tuple(audit.reads_field(client, ref) for ref in refs)
+        return fields
 
 
 def _build_plan(registry: Registry, refs: tuple[str, ...], full_feature_names: bool) -> _ReadPlan:
@@ -500,6 +654,8 @@ def _build_plan(registry: Registry, refs: tuple[str, ...], full_feature_names: b
             decoders=tuple(codec.decoder(features[i].kind) for i in cols),
             columns=tuple(cols),
             ttl_us=int(view.ttl.total_seconds() * 1_000_000) if view.ttl is not None else None,
+            sample_rate=servinglog.DEFAULT_SAMPLE_RATE if view.log_sample_rate is None else view.log_sample_rate,
+            log_features=json.dumps([features[i].name for i in cols], ensure_ascii=False, separators=(",", ":")),
         ))
         entity_keys += [k for k in view.join_keys if k not in entity_keys]
     fallbacks = [(i, f, f.fallback, _fallback_value(f, f.fallback) if f.fallback.kind == "impute" else None)
@@ -546,6 +702,7 @@ def get_online_features(
     apply_fallbacks: bool = True,
     *,
     feature_service: str | None = None,
+    client: str | None = None,
 ) -> "OnlineResponse":
     """The latest live value of each feature for each entity row, in one Redis round trip.
 
@@ -560,9 +717,13 @@ def get_online_features(
     this Redis (never synced, or its data was lost) gives ``NOT_SYNCED`` for all its
     values: no default is imputed, and gated features raise. Instead of ``features``,
     ``feature_service`` names an ML model (a dbt exposure of type ml) and reads its features.
+
+    The read is recorded under ``client`` (default: the store's :attr:`OnlineStore.client_name`):
+    counted per feature in the same round trip, and sampled into the serving log
+    (docs/serving-log.md). Recording never fails nor slows the read.
     """
     read = _Read(registry, store, registry.requested_features(features, feature_service), _rows(entity_rows),
-                 full_feature_names, now, gate, apply_fallbacks)
+                 full_feature_names, now, gate, apply_fallbacks, client)
     replies = store.call("reading features", read.attempt_sync) if read.n else []
     return read.finish(replies)
 
@@ -578,6 +739,7 @@ async def get_online_features_async(
     apply_fallbacks: bool = True,
     *,
     feature_service: str | None = None,
+    client: str | None = None,
 ) -> "OnlineResponse":
     """:func:`get_online_features` on asyncio (``redis.asyncio``, hiredis when installed), for servers.
 
@@ -585,10 +747,10 @@ async def get_online_features_async(
     (``HMGET`` per view and entity, ``HGET`` of each view's sync state) on
     :attr:`OnlineStore.async_client`, the same retries and timeouts (waiting with
     ``asyncio.sleep``), and the same decoding, ttl check and fallbacks, so both give the
-    same response for the same Redis and ``now``.
+    same response for the same Redis and ``now``, and record the read alike.
     """
     read = _Read(registry, store, registry.requested_features(features, feature_service), _rows(entity_rows),
-                 full_feature_names, now, gate, apply_fallbacks)
+                 full_feature_names, now, gate, apply_fallbacks, client)
     replies = await store.call_async("reading features", read.attempt_async) if read.n else []
     return read.finish(replies)
 
@@ -605,25 +767,34 @@ class _Read:
     the plan and the keys before it (bad references and keys fail before Redis is asked), the commands,
     and decoding, ttl and fallbacks after it."""
 
-    __slots__ = ("registry", "store", "plan", "entity_rows", "n", "now_us", "keys", "gate", "apply_fallbacks")
+    __slots__ = ("registry", "store", "plan", "entity_rows", "n", "now_us", "keys", "gate", "apply_fallbacks",
+                 "client", "n_read", "expire_day", "expire_at", "sending")
 
     def __init__(self, registry: Registry, store: OnlineStore, features: Iterable[str], entity_rows: list[dict],
-                 full_feature_names: bool, now: datetime | None, gate: str, apply_fallbacks: bool):
+                 full_feature_names: bool, now: datetime | None, gate: str, apply_fallbacks: bool,
+                 client: str | None = None):
         if gate not in ("raise", "status"):
             raise ValueError(f"gate must be 'raise' or 'status', got {gate!r}")
         self.registry, self.store, self.entity_rows = registry, store, entity_rows
         self.gate, self.apply_fallbacks = gate, apply_fallbacks
+        self.client = store.client_name if client is None else audit.check_client(client)
         self.plan = _plan(store, registry, features, full_feature_names)
         self.n = len(entity_rows)
         self.now_us = _now_us(now)
         self.keys = _keys(store, self.plan, entity_rows)
+        self.n_read = (self.n + 1) * len(self.plan.views)  # the replies the read itself needs
+        self.expire_day: int | None = None
+        self.expire_at = 0  # the EXPIRE's reply, when expire_day is set
+        self.sending = 0
 
     def _queue(self, command: Callable[..., Any]) -> None:
-        """Queue the read's commands on a pipeline: one HMGET per (view, entity), then each view's HGET.
+        """Queue the read's commands on a pipeline: one HMGET per (view, entity), then each view's HGET;
+        then the read's counters (HINCRBY per feature) and the serving-log entries of earlier reads (XADD).
 
         One HMGET per (view, entity): on a cluster each is a single-slot command, and the
         pipeline sends each node its own in one round trip (a script over many entities
-        could not).
+        could not). The recording rides in the same round trip, after the read's commands:
+        its replies come after the read's, which :func:`_split_replies` never looks at.
         """
         keys, store = self.keys, self.store
         for vp in self.plan.views:
@@ -631,34 +802,129 @@ class _Read:
                 command("HMGET", key, *vp.fields)
         for vp in self.plan.views:
             command("HGET", store.sync_key(vp.view.name), SYNCED_FIELD)
+        if not store.record_reads:
+            return
+        reads_key, day = store._reads_key(self.now_us)
+        counters = self.plan.counter_fields(self.client)
+        for counter in counters:
+            command("HINCRBY", reads_key, counter, self.n)
+        if day not in store._expiring:
+            # Once per process and day (remembered once Redis took it): the hash then lives
+            # the retention past this process's first read of the day.
+            command("EXPIRE", reads_key, audit.RETENTION_DAYS * 86_400)
+            self.expire_day, self.expire_at = day, self.n_read + len(counters)
+        entries = store._take_log()
+        self.sending = len(entries)  # a retried attempt sends none of them again: never twice
+        for entry in entries:
+            command(*store._xadd(entry))
+
+    def _checked(self, replies: list) -> list:
+        """``replies`` if the read's own hold no error (else it is raised, as the pipeline would have);
+        the recording's errors are only counted, so that they never fail the read."""
+        n_read = self.n_read
+        for reply in replies[:n_read] if len(replies) > n_read else replies:
+            if isinstance(reply, Exception):
+                raise reply
+        if len(replies) > n_read:
+            self.store._count_failures(replies[n_read:])
+            if self.expire_day is not None and not isinstance(replies[self.expire_at], Exception):
+                self.store._expiring.add(self.expire_day)
+        return replies
+
+    def _unsent(self) -> None:
+        """The attempt failed as a whole: the entries it carried are lost (counted, not resent)."""
+        if self.sending:
+            self.store.log_errors += self.sending
+            self.sending = 0
 
     def attempt_sync(self) -> list:
         pipe = self.store.client.pipeline(transaction=False)
         self._queue(pipe.execute_command)  # the hmget() wrapper only re-packs the same arguments
-        return pipe.execute()
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except BaseException:
+            self._unsent()
+            raise
+        return self._checked(replies)
 
     async def attempt_async(self) -> list:
         from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
         client = self.store.async_client
         pack = _hiredis_packer()
-        if pack is None or isinstance(client, AsyncRedisCluster):  # a cluster: redis-py sends each node its own
-            pipe = client.pipeline(transaction=False)
-            self._queue(pipe.execute_command)
-            return await pipe.execute()
-        packed: list[bytes] = []
-        self._queue(lambda *args: packed.append(pack(args)))
-        return await _pipelined(client.connection_pool, b"".join(packed), len(packed), self.store.timeout)
+        try:
+            if pack is None or isinstance(client, AsyncRedisCluster):  # a cluster: redis-py sends each node its own
+                pipe = client.pipeline(transaction=False)
+                self._queue(pipe.execute_command)
+                replies = await pipe.execute(raise_on_error=False)
+            else:
+                packed: list[bytes] = []
+                self._queue(lambda *args: packed.append(pack(args)))
+                replies = await _pipelined(client.connection_pool, b"".join(packed), len(packed), self.store.timeout)
+        except BaseException:
+            self._unsent()
+            raise
+        return self._checked(replies)
 
     def finish(self, replies: list) -> "OnlineResponse":
-        """The response from the pipeline's replies: decoded, ttl checked, fallbacks applied."""
+        """The response from the pipeline's replies: decoded, ttl checked, fallbacks applied; sampled
+        into the serving log."""
         plan, entity_rows = self.plan, self.entity_rows
         rows, synced = _split_replies(plan, self.keys, replies) if self.n else ({}, {})
         values, statuses, event_ts = _decode(plan, rows, synced, self.n, self.now_us)
         imputed = _apply_fallbacks(self.registry, plan, entity_rows, values, statuses, event_ts, self.now_us,
                                    self.gate) if self.apply_fallbacks else {}
+        if self.store.record_reads and self.n:
+            self._sample(values, statuses, event_ts)
         entities = {k: [row.get(k) for row in entity_rows] for k in plan.entity_keys}
         return OnlineResponse(entities, plan.names, values, statuses, plan.features, event_ts, imputed)
+
+    def _sample(self, values: list, statuses: list, event_ts: dict[str, list[int | None]]) -> None:
+        """Buffer a serving-log entry for each sampled (view, entity row): what was served, as served."""
+        entries = []
+        served_at, client = str(self.now_us), self.client
+        for vp in self.plan.views:
+            name = vp.view.name
+            stamps = event_ts[name]
+            keys = sorted(vp.join_keys)
+            for r in _sampled(self.n, vp.sample_rate):
+                row = self.entity_rows[r]
+                ets = stamps[r]
+                entries.append((
+                    "served_at", served_at, "client", client, "view", name,
+                    "entity", _json({k: row.get(k) for k in keys}),
+                    "event_ts", "" if ets is None else str(ets),
+                    "features", vp.log_features,
+                    "values", _json([servinglog.value_text(values[c][r]) for c in vp.columns]),
+                    "statuses", _json([statuses[c][r].value for c in vp.columns]),
+                ))
+        if entries:
+            self.store._buffer_log(entries)
+
+
+def _sampled(n: int, rate: float) -> Iterable[int]:
+    """The rows out of ``n`` that a sample at ``rate`` takes, each with probability ``rate`` on its own.
+
+    Drawn as the gaps between taken rows (geometric), so a read of 100 rows at the default
+    1% asks ``random.random()`` about once, not 100 times.
+    """
+    if rate >= 1:
+        return range(n)
+    if rate <= 0:
+        return ()
+    taken: list[int] = []
+    log_miss = math.log1p(-rate)
+    i = -1
+    while True:
+        i += 1 + int(math.log(1.0 - random.random()) / log_miss)
+        if i >= n:
+            return taken
+        taken.append(i)
+
+
+def _json(value: Any) -> str:
+    """Compact JSON, keys sorted, values JSON cannot hold (dates, decimals) as the log's text."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=servinglog.value_text)
 
 
 def _keys(store: OnlineStore, plan: _ReadPlan, entity_rows: list[dict]) -> dict[str, list[str]]:
@@ -707,7 +973,8 @@ async def _pipelined(pool: Any, packed: bytes, count: int, timeout: float) -> li
     redis.asyncio's own pipeline packs each command in Python and wraps each reply's read
     in a timeout of its own, which costs more than the round trip for hundreds of HMGETs;
     this sends the commands hiredis packed in one write and reads the replies under one
-    timeout for the whole answer. A connection left with unread replies (an error, a
+    timeout for the whole answer. An error reply is returned in its place, as an exception
+    (as ``pipeline.execute(raise_on_error=False)`` does). A connection left with unread replies (an error, a
     timeout, a cancelled request) is closed, never handed back to the pool half-read.
     """
     try:
@@ -720,7 +987,13 @@ async def _pipelined(pool: Any, packed: bytes, count: int, timeout: float) -> li
                 await conn.send_packed_command(packed)
                 read = conn.read_response
                 # timeout=inf: no timeout per reply; the one above bounds them all.
-                return [await read(timeout=math.inf) for _ in range(count)]
+                replies: list = []
+                for _ in range(count):
+                    try:
+                        replies.append(await read(timeout=math.inf))
+                    except ResponseError as exc:  # one command's error reply, read in full: keep reading
+                        replies.append(exc)
+                return replies
         except TimeoutError:
             raise redis.TimeoutError(f"no complete answer within {timeout}s") from None
     except BaseException:

@@ -41,7 +41,6 @@ import numbers
 import os
 import re
 import reprlib
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Context, Decimal, InvalidOperation
@@ -49,11 +48,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from feature_store import codec
-from feature_store.errors import ManifestError, PushRejected, UnknownFeatureView, WarehouseError
+from feature_store.errors import ManifestError, OnlineStoreError, PushRejected, UnknownFeatureView, WarehouseError
+from feature_store.landing import write_parquet_durably
 from feature_store.registry import FeatureView, Registry, _did_you_mean, _read_yaml, format_duration, type_kind
+from feature_store.writelag import record_push_lag
 from feature_store.writer import write_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -128,6 +129,7 @@ def push_rows(registry: Registry, store: "OnlineStore", view_name: str, rows: li
         return PushResult(rows=0, written=0, unchanged=0, older=0, landed=[])
     landed = _land(view, checked, Path(landing_dir))
     result = write_rows(store, view, _online_rows(view, checked))
+    _record_lag(store, view, checked)
     return PushResult(rows=len(rows), written=result.written, unchanged=result.unchanged,
                       older=result.skipped_older + result.expired_on_arrival, landed=[str(p) for p in landed])
 
@@ -356,6 +358,24 @@ def _online_rows(view: FeatureView, table: pa.Table) -> pa.Table:
     return table.rename_columns([names.get(c, c) for c in table.column_names])
 
 
+def _record_lag(store: "OnlineStore", view: FeatureView, table: pa.Table) -> None:
+    """Record the write lag of the rows Redis accepts (within the ttl) for ``fstore monitor``.
+
+    The rows are durable in both stores by now: a monitoring aid that cannot be recorded
+    (Redis gone a moment later) must not fail a push the client would then retry for nothing.
+    """
+    written_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    events = table.column(view.timestamp)
+    if view.ttl is not None:
+        oldest = written_at - view.ttl
+        cutoff = pa.scalar(oldest if pa.types.is_timestamp(events.type) else oldest.date(), events.type)
+        events = events.filter(pc.greater_equal(events, cutoff))
+    try:
+        record_push_lag(store, view.name, events, written_at)
+    except OnlineStoreError:
+        pass
+
+
 # -- landing ---------------------------------------------------------------------------------
 
 
@@ -387,46 +407,11 @@ def _digest(table: pa.Table) -> str:
 
 
 def _write_durably(table: pa.Table, folder: Path) -> Path:
-    """``table`` as ``folder/<digest>.parquet``, all or nothing, on disk when this returns.
-
-    Written under a temporary name that the dbt macro's ``*.parquet`` glob does not match,
-    fsynced, renamed over the final name (atomic: a reader sees the old file, the new one
-    or none, never part of one), then the folder is fsynced so the rename itself survives a
-    power loss, and so is each folder this call created, in its parent.
-    """
-    final = folder / f"{_digest(table)}.parquet"
-    temp = folder / f".{final.stem}.{uuid.uuid4().hex}.tmp"
+    """``table`` as ``folder/<digest>.parquet``, all or nothing, on disk when this returns
+    (:func:`feature_store.landing.write_parquet_durably`)."""
     try:
-        created = _make_dirs(folder)
-        with open(temp, "wb") as f:
-            pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, final)
-        for directory in [folder, *(d.parent for d in created)]:
-            _fsync_dir(directory)
+        return write_parquet_durably(table, folder / f"{_digest(table)}.parquet")
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise WarehouseError(
             f"cannot land pushed rows in {folder}: {exc}; nothing was written online and the push was not "
             "acknowledged, so the client may retry. Check that the landing folder is writable and has space") from None
-    return final
-
-
-def _make_dirs(folder: Path) -> list[Path]:
-    """``mkdir -p folder``; the folders it created, outermost first."""
-    missing: list[Path] = []
-    probe = folder
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    return list(reversed(missing))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -32,10 +32,10 @@ import time
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Protocol
 
 import orjson
 from starlette.applications import Starlette
@@ -45,6 +45,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feature_store import codec
+from feature_store.audit import check_client
 from feature_store.auth import PUSH, READ, Auth, Token, load_auth
 from feature_store.errors import (
     EntityDataFrameError,
@@ -212,6 +213,22 @@ class _ReadCheck:
     features: tuple[Feature, ...]
     join_keys: tuple[str, ...]  # every join key the request's entities must give, in response order
     scopes: tuple[tuple[str, frozenset[str]], ...]  # (feature ref, tags needing a scope)
+    headers: dict[str, str] | None = None  # Deprecation and Sunset, when a feature is deprecated
+
+
+def deprecation_headers(features: Iterable[Feature]) -> dict[str, str] | None:
+    """The headers of a response serving ``features``: when any is deprecated, ``Deprecation`` (RFC 9745,
+    a structured-field date: ``@`` and the Unix seconds) and ``Sunset`` (RFC 8594, an HTTP-date), both
+    the earliest tombstone (the ``deprecated`` date of meta), at midnight UTC; None when none is."""
+    from email.utils import format_datetime
+
+    from feature_store.audit import tombstone
+
+    dates = [d for d in map(tombstone, features) if d is not None]
+    if not dates:
+        return None
+    at = datetime(*min(dates).timetuple()[:3], tzinfo=timezone.utc)
+    return {"Deprecation": f"@{int(at.timestamp())}", "Sunset": format_datetime(at, usegmt=True)}
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -225,12 +242,18 @@ class _Server:
     def __init__(self, config: ServerConfig, auth: Auth | None):
         self.config = config
         self.auth = auth
+        for token in auth.tokens if auth else ():
+            try:  # a token's name is the client its reads are recorded under
+                check_client(token.name)
+            except ValueError as exc:
+                raise ServerConfigError(f"{auth.source if auth else ''}: token {token.name!r}: {exc}") from None
         self.catalog = self._load()
         self.reload_error: str | None = None
         self.store = OnlineStore.for_registry(self.catalog.registry, url=config.redis_url,
                                               **timeout_settings(config.redis_timeout, config.redis_retries))
         self.metrics = _Metrics()
         self._watcher: asyncio.Task | None = None
+        self._log_sender: asyncio.Task | None = None
 
     def _load(self, stamp: tuple[int, int] | None = None) -> _Catalog:
         """Load the registry; ``stamp`` is the manifest's as seen before reading it, so that a manifest
@@ -264,6 +287,12 @@ class _Server:
             self.metrics.reloads.labels("ok").inc()
             log.info("registry reloaded from %s: %d feature views", path, len(catalog.registry.views))
 
+    async def send_serving_log(self) -> None:
+        """Every second, send the serving-log entries that reads sampled and no later read carried."""
+        while True:
+            await asyncio.sleep(1.0)
+            await self.store.aflush_serving_log()
+
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         # What is loaded now (modules, the registry) lives as long as the process: keep it out of
@@ -271,10 +300,12 @@ class _Server:
         gc.collect()
         gc.freeze()
         self._watcher = asyncio.create_task(self.watch())
+        self._log_sender = asyncio.create_task(self.send_serving_log())
         try:
             yield
         finally:
             self._watcher.cancel()
+            self._log_sender.cancel()
             await self.store.aclose()
             self.store.close()
 
@@ -321,7 +352,7 @@ class _Server:
             needed = self.auth.needed_scopes((*view.tags, *f.tags)) if self.auth else frozenset()
             if needed:
                 scopes.append((f.ref, needed))
-        check = _ReadCheck(refs, tuple(features), tuple(join_keys), tuple(scopes))
+        check = _ReadCheck(refs, tuple(features), tuple(join_keys), tuple(scopes), deprecation_headers(features))
         if len(catalog.reads) > 4096:
             catalog.reads.clear()
         catalog.reads[refs] = check
@@ -404,7 +435,8 @@ class _Server:
         rows, n = self._entity_rows(check, body.get("entities"))
         try:
             response = await get_online_features_async(catalog.registry, self.store, list(check.refs), rows,
-                                                       full_feature_names=full_names)
+                                                       full_feature_names=full_names,
+                                                       client=token.name if token is not None else None)
         except FeatureMissing as exc:
             self.metrics.gated.labels(exc.feature).inc()
             raise _Problem(422, "feature_missing", str(exc), feature=exc.feature, entity=exc.entity,
@@ -413,7 +445,8 @@ class _Server:
             raise _bad(str(exc), "bad_entity") from None
         except OnlineStoreError as exc:
             raise self._unavailable(exc) from None
-        return Response(orjson.dumps(self._feast_body(response, check, n, detailed)), media_type=JSON)
+        return Response(orjson.dumps(self._feast_body(response, check, n, detailed)), media_type=JSON,
+                        headers=check.headers)
 
     def _feast_body(self, response: Any, check: _ReadCheck, n: int, detailed: bool) -> dict:
         """Feast's JSON: entity key columns first, then each feature's values, statuses and event times."""
@@ -995,7 +1028,13 @@ def openapi_document(config: ServerConfig) -> dict:
                     "$ref": "#/components/schemas/GetOnlineFeaturesRequest"}}}},
                 "responses": {
                     "200": {"description": "The values.", "content": {JSON: {"schema": {
-                        "$ref": "#/components/schemas/GetOnlineFeaturesResponse"}}}},
+                        "$ref": "#/components/schemas/GetOnlineFeaturesResponse"}}},
+                        "headers": {
+                            "Deprecation": {"description": "When a feature served is deprecated: its tombstone "
+                                                           "(the earliest), `@<unix seconds>` (RFC 9745).",
+                                            "schema": {"type": "string"}},
+                            "Sunset": {"description": "The same tombstone as an HTTP-date (RFC 8594).",
+                                       "schema": {"type": "string"}}}},
                     **body_errors, **auth_errors,
                     "422": _error("Unknown feature or feature service (with a did-you-mean), offline-only view, "
                                   "wrong or missing entity keys, too many entities, or a gated feature without a "

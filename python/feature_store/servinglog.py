@@ -25,16 +25,27 @@ field           value
 
 Landed offline, the log is long: one row per (entry, feature), :data:`LOG_SCHEMA`, under
 ``<landing>/_fstore/serving_log/date=YYYY-MM-DD/<first id>_<last id>.parquet``.
+
+:func:`drain` moves the stream into those files, each entry exactly once however often it
+is killed: the landed files are its checkpoint (docs/serving-log.md).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
+
+from feature_store.errors import FeatureStoreError, WarehouseError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
+
+    from feature_store.online import OnlineStore
 
 # The share of (view, entity row) reads logged when a view's meta does not say.
 DEFAULT_SAMPLE_RATE = 0.01
@@ -105,3 +116,212 @@ def read_log(landing_dir: str | Path, since: datetime | None = None, until: date
             m = getattr(pc, op)(table["served_at"], pa.scalar(b, type=schema.field("served_at").type))
             mask = m if mask is None else pc.and_(mask, m)
     return table.filter(mask) if mask is not None else table
+
+
+# -- drain ----------------------------------------------------------------------------------
+
+# The drain's lease: a lock among the sync's (OnlineStore.lock_key), under a name no dbt model has.
+DRAIN_LOCK = "__serving_log_drain"
+DRAIN_LEASE_MS = 30_000
+
+_LANDED = re.compile(r"(\d+)-(\d+)_(\d+)-(\d+)")
+
+
+class DrainLocked(FeatureStoreError):
+    """Another drain of the same serving log holds its lease (or took it over from this one)."""
+
+
+@dataclass
+class DrainReport:
+    """What one :func:`drain` landed: stream ``entries``, long ``rows`` (one per feature), ``files``.
+
+    ``lost_warning`` says when the stream lost entries before any drain landed them (its cap,
+    :data:`DEFAULT_MAXLEN`, trimmed them); ``skipped`` counts entries not in the log's format,
+    trimmed without landing (nothing written by a read looks like that).
+    """
+
+    entries: int = 0
+    rows: int = 0
+    files: int = 0
+    lost_warning: str | None = None
+    skipped: int = 0
+
+
+def _entry_id(text: str | bytes) -> tuple[int, int]:
+    ms, _, seq = (text.decode() if isinstance(text, bytes) else text).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def last_landed(landing_dir: str | Path) -> tuple[int, int] | None:
+    """The id ``(ms, seq)`` of the last entry landed under ``landing_dir``, or None: where a drain resumes."""
+    last = None
+    for path in log_dir(landing_dir).glob("date=*/*.parquet"):
+        m = _LANDED.fullmatch(path.stem)
+        if m:
+            end = (int(m.group(3)), int(m.group(4)))
+            last = end if last is None or end > last else last
+    return last
+
+
+def drain(store: "OnlineStore", landing_dir: str | Path, *, batch: int = 10_000,
+          on_progress: Callable[[DrainReport, Path], None] | None = None) -> DrainReport:
+    """Move the serving log of ``store`` from its Redis stream into Parquet files under ``landing_dir``.
+
+    Batches of up to ``batch`` entries are read after the last landed one (``XRANGE``),
+    exploded to :func:`log_schema` rows, landed as one file each, all or nothing
+    (``<first id>_<last id>.parquet``), and only then trimmed from the stream (``XTRIM MINID``
+    of the batch's last id, which stays until the next drain). The files are the
+    checkpoint: a drain killed at any point leaves every entry landed once or still in
+    the stream after the last landed one, and the next drain goes on from there.
+    ``on_progress(report, path)`` is called after each landed file.
+
+    One drain at a time: a second fails with :class:`DrainLocked` while the first holds its
+    lease. :class:`~feature_store.errors.OnlineStoreError` if Redis fails,
+    :class:`~feature_store.errors.WarehouseError` if a file cannot be landed; either way
+    rerunning is safe.
+    """
+    from feature_store.landing import write_parquet_durably
+
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    key = stream_key(store.prefix)
+    token = uuid.uuid4().hex
+    holder = store.try_lock(DRAIN_LOCK, token, DRAIN_LEASE_MS)
+    if holder is not None:
+        raise DrainLocked(
+            f"another drain of the serving log {key} is running (its lease {store.lock_key(DRAIN_LOCK)} is held); "
+            f"let it finish, or if it died, run again once its lease has expired ({DRAIN_LEASE_MS // 1000} s)")
+    report = DrainReport()
+    try:
+        position = last_landed(landing_dir)
+        while True:
+            if not store.renew_lock(DRAIN_LOCK, token, DRAIN_LEASE_MS):
+                raise DrainLocked(
+                    f"this drain lost its lease on {store.lock_key(DRAIN_LOCK)} (it stalled for more than "
+                    f"{DRAIN_LEASE_MS // 1000} s) and stopped; {report.files} file(s) were landed, the rest is still "
+                    "in the stream: run the drain again")
+            since = position
+            entries, lost = store.call("reading the serving log",
+                                       lambda: _read_batch(store, key, since, batch))  # noqa: B023
+            if lost and report.lost_warning is None:
+                report.lost_warning = _lost_warning(key, position, landing_dir, entries[0][0] if entries else None)
+            if not entries:
+                return report
+            entries = _one_day(entries)
+            first, last = entries[0][0].decode(), entries[-1][0].decode()
+            table, skipped = _explode(entries)
+            day = _day(_entry_id(first))
+            path = log_dir(landing_dir) / f"date={day.isoformat()}" / f"{first}_{last}.parquet"
+            try:
+                write_parquet_durably(table, path)
+            except OSError as exc:
+                raise WarehouseError(
+                    f"cannot land the serving log in {path.parent}: {exc}; nothing of this batch was trimmed from "
+                    "Redis, so the next drain lands it. Check that the landing folder is writable and has space") \
+                    from None
+            report.entries += len(entries)
+            report.rows += table.num_rows
+            report.files += 1
+            report.skipped += skipped
+            position = _entry_id(last)
+            # Everything before the batch's last entry: landed now, or by an earlier drain.
+            store.call("trimming the serving log", lambda: store.client.xtrim(key, minid=last, approximate=False))  # noqa: B023
+            if on_progress is not None:
+                on_progress(report, path)
+    finally:
+        store.unlock(DRAIN_LOCK, token)
+
+
+def _read_batch(store: "OnlineStore", key: str, position: tuple[int, int] | None,
+                batch: int) -> tuple[list, bool]:
+    """Up to ``batch`` entries after ``position``, and whether the stream lost entries after it that
+    no drain read.
+
+    A drain keeps the last entry it landed in the stream (it trims only before it), so the
+    read starts *at* it: finding it first proves, in the same command, that nothing after
+    it was trimmed. Not finding it means the stream's cap trimmed past it (or Redis lost the
+    stream). Before the first drain, XINFO tells: more entries added than held (Redis 7+).
+    """
+    if position is None:
+        pipe = store.client.pipeline(transaction=False)
+        pipe.xinfo_stream(key)
+        pipe.xrange(key, min="-", max="+", count=batch)
+        info, entries = pipe.execute(raise_on_error=False)
+        if isinstance(entries, Exception):
+            raise entries
+        if isinstance(info, Exception):
+            if "no such key" in str(info):
+                return entries, False
+            raise info
+        added = info.get("entries-added")
+        return entries, added is not None and int(added) > int(info.get("length", 0))
+    found: Any = store.client.xrange(key, min=f"{position[0]}-{position[1]}", max="+", count=batch + 1)
+    if found and _entry_id(found[0][0]) == position:
+        return found[1:], False
+    return found[:batch], bool(found)
+
+
+def _lost_warning(key: str, position: tuple[int, int] | None, landing_dir: str | Path,
+                  first: bytes | None) -> str:
+    cap = f"its cap (about {DEFAULT_MAXLEN:,} entries, XADD MAXLEN ~)"
+    until = f" and before {first.decode()}" if first else ""
+    if position is None:
+        what = (f"no serving log has landed under {log_dir(landing_dir)} yet, and Redis already trimmed {key} at "
+                f"{cap}: the entries logged before {first.decode() if first else 'its first'} were never drained "
+                "(or the landed files were removed)")
+    else:
+        what = (f"{key} no longer holds the last landed entry {position[0]}-{position[1]}: the entries logged after "
+                f"it{until} were lost, trimmed at {cap} before a drain landed them (or Redis lost its data)")
+    return f"the serving log lost entries: {what}. Drain more often, or lower the views' log_sample_rate"
+
+
+def _day(entry: tuple[int, int]) -> date:
+    return (datetime(1970, 1, 1) + timedelta(milliseconds=entry[0])).date()
+
+
+def _one_day(entries: list) -> list:
+    """The leading entries Redis logged on the same UTC day as the first: one file, one date= folder."""
+    day = _day(_entry_id(entries[0][0]))
+    for i, (entry_id, _) in enumerate(entries):
+        if _day(_entry_id(entry_id)) != day:
+            return entries[:i]
+    return entries
+
+
+def _explode(entries: list) -> tuple["pa.Table", int]:
+    """Stream entries as :func:`log_schema` rows, one per feature; entries not in the format are skipped."""
+    import pyarrow as pa
+
+    schema = log_schema()
+    columns: dict[str, list] = {name: [] for name in schema.names}
+    skipped = 0
+    for raw_id, raw in entries:
+        try:
+            f = {k.decode(): v.decode() for k, v in raw.items()}
+            features, values, statuses = (json.loads(f[k]) for k in ("features", "values", "statuses"))
+            if not (isinstance(features, list) and len(features) == len(values) == len(statuses)):
+                raise ValueError("features, values and statuses differ in length")
+            served_at = int(f["served_at"])
+            event_ts = int(f["event_ts"]) if f["event_ts"] else None
+            client, view, entity = f["client"], f["view"], f["entity"]
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError):
+            skipped += 1
+            continue
+        entry_id = raw_id.decode()
+        for name, value, status in zip(features, values, statuses, strict=True):
+            columns["id"].append(entry_id)
+            columns["served_at"].append(served_at)
+            columns["client"].append(client)
+            columns["view"].append(view)
+            columns["entity"].append(entity)
+            columns["event_ts"].append(event_ts)
+            columns["feature"].append(str(name))
+            columns["value"].append(None if value is None else str(value))
+            columns["status"].append(str(status))
+    arrays = []
+    for field in schema:
+        if pa.types.is_timestamp(field.type):
+            arrays.append(pa.array(columns[field.name], pa.int64()).cast(field.type))
+        else:
+            arrays.append(pa.array(columns[field.name], field.type))
+    return pa.Table.from_arrays(arrays, schema=schema), skipped

@@ -29,6 +29,8 @@ class FeatureStore:
     ``wait`` is how long offline reads and syncs wait for a ``dbt build`` that holds
     the DuckDB file (default: fail at once). ``packages`` names installed dbt packages
     whose feature views count too (by default only the project's own models are views).
+    ``client`` names who reads, in the read counters and the serving log (default
+    ``$FEATURE_STORE_CLIENT``, else ``default``; docs/serving-log.md).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class FeatureStore:
         duckdb_config: dict | None = None,
         wait: float = 0.0,
         packages: Iterable[str] = (),
+        client: str | None = None,
     ):
         self.project_dir = Path(project_dir).resolve()
         self.target = target
@@ -53,6 +56,7 @@ class FeatureStore:
         self.duckdb_config = duckdb_config
         self.wait = wait
         self.packages = tuple(packages)
+        self.client = client
         self._registry: Registry | None = None
         self._registry_stamp: tuple | None = None
         self._online: OnlineStore | None = None
@@ -112,7 +116,7 @@ class FeatureStore:
         if self._online is None:
             from feature_store.online import OnlineStore, timeout_settings
 
-            self._online = OnlineStore.for_registry(self.registry, url=self.redis_url,
+            self._online = OnlineStore.for_registry(self.registry, url=self.redis_url, client=self.client,
                                                     **timeout_settings(self.redis_timeout, self.redis_retries))
         return self._online
 

@@ -1,0 +1,695 @@
+"""The serving log and the read counters: what every online read records, and the drain to Parquet.
+
+Reads run against the session redis-server (and servers of their own for the failure
+cases: out of memory, a read-only replica); the registry is the handwritten one of
+tests/online_support.py with log_sample_rate declared per view. The drain is killed for
+real (os._exit, SIGKILL) and by injected crashes between its steps, and must land every
+entry exactly once. The HTTP server and the dbt model run at the end (marked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections import Counter
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from online_support import make_registry, utc_now
+from test_online import ORDER_TYPES, TXN_TYPES, rows
+
+from feature_store import audit, online, servinglog
+from feature_store.errors import OnlineStoreError
+from feature_store.online import FieldStatus, OnlineStore, get_online_features, get_online_features_async
+from feature_store.writer import write_rows
+
+pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings("ignore:feature .* is deprecated:FutureWarning")]
+
+# Every order read is logged, no txn read is: the two ends of the rate.
+REG = make_registry(meta={"user_order_features": {"log_sample_rate": 1}, "user_txn_features": {"log_sample_rate": 0}})
+ORDER = ["user_order_features:user_7d_orders", "user_order_features:user_avg_amount",
+         "user_order_features:user_last_order_ts"]
+TXN = ["user_txn_features:txn_amount_10m"]
+USERS = [{"user_id": 1}, {"user_id": 2}, {"user_id": 9}]  # 9 has no row: its count is imputed
+
+
+def load(store: OnlineStore, now: datetime) -> None:
+    for name in REG.views:  # a finished sync of every view, as `fstore sync` records it
+        store.client.hset(store.sync_key(name), "as_of", "2026-01-01 00:00:00")
+    write_rows(store, REG.view("user_order_features"), rows("user_order_features", [
+        {"user_id": 1, "user_7d_orders": 5, "user_avg_amount": Decimal("12.50"),
+         "user_last_order_ts": now - timedelta(days=3), "__event_ts": now - timedelta(hours=1)},
+        {"user_id": 2, "user_7d_orders": 0, "__event_ts": now - timedelta(hours=2)},
+    ], ORDER_TYPES))
+    write_rows(store, REG.view("user_txn_features"), rows("user_txn_features", [
+        {"user_id": 1, "txn_velocity_60s": 3, "txn_amount_10m": 99.5, "txn_last_category": "grocery",
+         "__event_ts": now - timedelta(minutes=4)},
+    ], TXN_TYPES))
+
+
+@pytest.fixture
+def now() -> datetime:
+    return utc_now()
+
+
+@pytest.fixture
+def store(redis_url, now, monkeypatch):
+    monkeypatch.delenv("FEATURE_STORE_CLIENT", raising=False)
+    s = OnlineStore.for_registry(REG, url=redis_url, client="scorer")
+    load(s, now)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def raw(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def day_key(store: OnlineStore, when: datetime) -> str:
+    return audit.reads_key(store.prefix, when.date())
+
+
+def counters(raw: redis.Redis, key: str) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in raw.hgetall(key).items()}
+
+
+def stream(raw: redis.Redis, store: OnlineStore) -> list[tuple[str, dict[str, str]]]:
+    return [(i.decode(), {k.decode(): v.decode() for k, v in f.items()})
+            for i, f in raw.xrange(servinglog.stream_key(store.prefix))]
+
+
+def expected_entries(response, entity_rows, client: str, now: datetime, views=("user_order_features",)) -> list[dict]:
+    """The stream entries a fully sampled read of ``views`` must log: exactly what the response served."""
+    columns = response.columns()
+    out = []
+    for view in views:
+        mine = [c for c in columns if c[1].view == view]
+        for r, row in enumerate(entity_rows):
+            ets = mine[0][4][r]
+            out.append({
+                "served_at": str(online.codec.micros(now)), "client": client, "view": view,
+                "entity": json.dumps({"user_id": row["user_id"]}, separators=(",", ":")),
+                "event_ts": "" if ets is None else str(ets),
+                "features": json.dumps([c[1].name for c in mine], separators=(",", ":")),
+                "values": json.dumps([servinglog.value_text(c[2][r]) for c in mine], separators=(",", ":")),
+                "statuses": json.dumps([c[3][r].value for c in mine], separators=(",", ":")),
+            })
+    return out
+
+
+# -- read counters ------------------------------------------------------------------------------
+
+
+def test_counters_count_entity_rows_per_feature_day_and_client(store, raw, now):
+    get_online_features(REG, store, ORDER + TXN, USERS, now=now)
+    get_online_features(REG, store, TXN, USERS[:1], now=now, client="batch-job")
+    get_online_features(REG, store, TXN, USERS[:2], now=now)
+    yesterday = now - timedelta(days=1)
+    get_online_features(REG, store, ORDER[:1], USERS[:1], now=yesterday)
+    today = counters(raw, day_key(store, now))
+    assert today == {**{f"scorer\t{ref}": 3 for ref in ORDER}, "scorer\tuser_txn_features:txn_amount_10m": 3 + 2,
+                     "batch-job\tuser_txn_features:txn_amount_10m": 1}
+    assert counters(raw, day_key(store, yesterday)) == {"scorer\tuser_order_features:user_7d_orders": 1}
+    assert [audit.split_field(f) for f in sorted(today)][0] == ("batch-job", "user_txn_features:txn_amount_10m")
+    # Kept the retention from this process's first read of the day, then not touched again.
+    ttl = raw.ttl(day_key(store, now))
+    assert audit.RETENTION_DAYS * 86_400 - 60 < ttl <= audit.RETENTION_DAYS * 86_400
+    raw.persist(day_key(store, now))
+    get_online_features(REG, store, TXN, USERS[:1], now=now)
+    assert raw.ttl(day_key(store, now)) == -1  # once per process and day: no EXPIRE on every read
+
+
+def test_a_feature_requested_twice_counts_once_per_row(store, raw, now):
+    get_online_features(REG, store, [*TXN, *TXN, "user_txn_features"], USERS[:2], now=now, gate="status")
+    assert counters(raw, day_key(store, now))["scorer\tuser_txn_features:txn_amount_10m"] == 2
+
+
+def test_client_names_default_override_and_are_checked(redis_url, raw, monkeypatch, now):
+    monkeypatch.setenv("FEATURE_STORE_CLIENT", "from-env")
+    s = OnlineStore.for_registry(REG, url=redis_url)
+    load(s, now)
+    assert s.client_name == "from-env"
+    get_online_features(REG, s, TXN, USERS[:1], now=now)
+    monkeypatch.delenv("FEATURE_STORE_CLIENT")
+    assert OnlineStore.for_registry(REG, url=redis_url).client_name == "default"
+    assert counters(raw, day_key(s, now)) == {"from-env\tuser_txn_features:txn_amount_10m": 1}
+    for bad in ("a\tb", "two\nlines", ""):
+        with pytest.raises(ValueError, match="client name .* tabs or line breaks"):
+            get_online_features(REG, s, TXN, USERS[:1], client=bad)
+    with pytest.raises(ValueError, match=r"client name 'x\\ty'"):
+        OnlineStore.for_registry(REG, url=redis_url, client="x\ty")
+    monkeypatch.setenv("FEATURE_STORE_CLIENT", "tab\there")
+    with pytest.raises(ValueError, match="FEATURE_STORE_CLIENT"):
+        OnlineStore.for_registry(REG, url=redis_url)
+    s.close()
+
+
+@pytest.mark.dbt
+def test_the_feature_store_passes_its_client(built_project, redis_url, raw):
+    from feature_store import FeatureStore
+
+    fs = FeatureStore(built_project, redis_url=redis_url, client="churn-model")
+    assert fs.online_store.client_name == "churn-model"
+    fs.get_online_features(["user_order_features:user_7d_orders"], [{"user_id": 1}, {"user_id": 2}])
+    key = audit.reads_key(fs.online_store.prefix, utc_now().date())
+    assert counters(raw, key) == {"churn-model\tuser_order_features:user_7d_orders": 2}
+    fs.online_store.close()
+
+
+def read_both_ways(store: OnlineStore, features, entity_rows, now, mode: str):
+    if mode == "sync":
+        return get_online_features(REG, store, features, entity_rows, now=now)
+
+    async def go():
+        try:
+            return await get_online_features_async(REG, store, features, entity_rows, now=now)
+        finally:
+            await store.aclose()
+
+    return asyncio.run(go())
+
+
+MODES = ["sync", "async-hiredis", "async-pipeline"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request, monkeypatch):
+    if request.param == "async-pipeline":
+        monkeypatch.setattr(online, "_PACK", None)  # redis.asyncio's own pipeline, as without hiredis
+    return request.param
+
+
+def test_broken_counter_and_log_keys_never_fail_the_read(store, raw, now, mode):
+    """A counter hash or stream of the wrong type answers WRONGTYPE: the read is served all the same."""
+    clean = OnlineStore.for_registry(REG, url=store.url, record_reads=False)
+    want = get_online_features(REG, clean, ORDER + TXN, USERS, now=now).to_dict(include_status=True)
+    raw.set(day_key(store, now), "not a hash")
+    raw.set(servinglog.stream_key(store.prefix), "not a stream")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = read_both_ways(store, ORDER + TXN, USERS, now, mode)  # counters fail; 3 entries buffered
+        second = read_both_ways(store, ORDER + TXN, USERS, now, mode)  # counters fail, and the 3 XADDs
+    assert first.to_dict(include_status=True) == want == second.to_dict(include_status=True)
+    # 4 HINCRBY per read (EXPIRE takes any key type); the first read's 3 entries: sent with the
+    # second read, or flushed by aclose() after each async read (so the second's too).
+    assert store.log_errors == 4 + 4 + 3 + (3 if mode != "sync" else 0)
+    assert raw.get(day_key(store, now)) == b"not a hash"
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "WRONGTYPE" in messages[0] and "log_errors" in messages[0]
+
+
+def test_an_error_of_the_read_itself_still_fails_it(store, raw, now, mode):
+    raw.set(store.key(REG.view("user_order_features"), {"user_id": 1}), "not a hash")
+    with pytest.raises(OnlineStoreError, match="WRONGTYPE"):
+        read_both_ways(store, ORDER, USERS, now, mode)
+    assert store.log_errors == 0
+
+
+def test_out_of_memory_refuses_the_recording_not_the_read(tmp_path, now, monkeypatch):
+    from conftest import start_redis
+
+    monkeypatch.delenv("FEATURE_STORE_CLIENT", raising=False)
+    proc, port = start_redis(tmp_path, "--maxmemory-policy", "noeviction")
+    try:
+        s = OnlineStore.for_registry(REG, url=f"redis://127.0.0.1:{port}/0")
+        load(s, now)
+        want = get_online_features(REG, OnlineStore.for_registry(REG, url=s.url, record_reads=False), ORDER + TXN,
+                                   USERS, now=now).to_dict(include_status=True)
+        client = redis.Redis(port=port)
+        client.config_set("maxmemory", client.info("memory")["used_memory"] + 64)  # full from here on
+        with pytest.warns(RuntimeWarning, match="OutOfMemoryError"):
+            for _ in range(3):
+                assert get_online_features(REG, s, ORDER + TXN, USERS, now=now).to_dict(include_status=True) == want
+        assert s.log_errors >= 4 * 3 and client.exists(day_key(s, now)) == 0
+        client.config_set("maxmemory", 0)
+        get_online_features(REG, s, ORDER, USERS, now=now)
+        assert counters(client, day_key(s, now))["default\tuser_order_features:user_7d_orders"] == 3
+        client.close()
+        s.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_read_only_replica_serves_and_counts_what_it_could_not_record(tmp_path, redis_url, now):
+    from conftest import start_redis
+
+    master = OnlineStore.for_registry(REG, url=redis_url)
+    load(master, now)
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    proc, replica_port = start_redis(tmp_path, "--replicaof", "127.0.0.1", port)
+    try:
+        replica = redis.Redis(port=replica_port)
+        deadline = time.monotonic() + 10
+        while replica.info("replication").get("master_link_status") != "up" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        s = OnlineStore.for_registry(REG, url=f"redis://127.0.0.1:{replica_port}/0")
+        want = get_online_features(REG, master, ORDER, USERS, now=now).to_dict(include_status=True)
+        with pytest.warns(RuntimeWarning, match="ReadOnlyError"):
+            assert get_online_features(REG, s, ORDER, USERS, now=now).to_dict(include_status=True) == want
+        assert s.log_errors == 4  # 3 HINCRBY and the EXPIRE
+        replica.close()
+        s._log.clear()  # nowhere to send them
+        s.close()
+        master.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# -- sampling -----------------------------------------------------------------------------------
+
+
+def test_rate_one_logs_every_row_as_served_and_rate_zero_nothing(store, raw, now, mode):
+    response = read_both_ways(store, ORDER + TXN, USERS, now, mode)
+    assert response.statuses["user_7d_orders"] == [FieldStatus.PRESENT, FieldStatus.PRESENT, FieldStatus.IMPUTED]
+    store.flush_serving_log()
+    got = [fields for _, fields in stream(raw, store)]
+    assert got == expected_entries(response, USERS, "scorer", now)
+    assert got[0]["values"] == '["5","12.50","' + (now - timedelta(days=3)).isoformat() + '"]'
+    assert got[2]["statuses"] == '["IMPUTED","NOT_FOUND","NOT_FOUND"]' and got[2]["event_ts"] == ""
+    for _ in range(50):  # txn features only: rate 0
+        get_online_features(REG, store, TXN, USERS, now=now)
+    store.flush_serving_log()
+    assert len(stream(raw, store)) == 3
+
+
+def test_the_default_rate_samples_about_one_in_a_hundred(redis_url, raw, now):
+    reg = make_registry()  # no log_sample_rate declared
+    s = OnlineStore.for_registry(reg, url=redis_url)
+    load(s, now)
+    assert reg.view("user_order_features").log_sample_rate is None
+    for _ in range(100):
+        get_online_features(reg, s, ORDER, [{"user_id": i} for i in range(100)], now=now)
+    s.close()
+    logged = len(stream(raw, s))
+    assert 60 <= logged <= 140  # 10,000 rows at 1%: mean 100, sd ~10
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.003, 0.25, 0.9, 1.0])
+def test_each_row_is_sampled_at_the_rate_on_its_own(rate):
+    import random
+
+    random.seed(11)
+    n, rounds = 50, 4000
+    hits = Counter()
+    for _ in range(rounds):
+        taken = list(online._sampled(n, rate))
+        assert taken == sorted(set(taken)) and all(0 <= i < n for i in taken)
+        hits.update(taken)
+    total = sum(hits.values())
+    assert abs(total - rate * n * rounds) <= 5 * (n * rounds * rate * (1 - rate)) ** 0.5 + 1e-9
+    if 0 < rate < 1:  # no position favoured: first, middle and last row alike
+        for i in (0, n // 2, n - 1):
+            assert abs(hits[i] - rate * rounds) <= 5 * (rounds * rate * (1 - rate)) ** 0.5 + 1
+
+
+def test_entries_ride_with_the_next_read_and_flush_on_close(store, raw, now):
+    get_online_features(REG, store, ORDER, USERS[:2], now=now)
+    assert stream(raw, store) == []  # its values were unknown until its reply: buffered
+    get_online_features(REG, store, ORDER, USERS[2:], now=now)
+    assert [f["entity"] for _, f in stream(raw, store)] == ['{"user_id":1}', '{"user_id":2}']
+    store.close()
+    assert [f["entity"] for _, f in stream(raw, store)] == ['{"user_id":1}', '{"user_id":2}', '{"user_id":9}']
+    assert raw.xinfo_stream(servinglog.stream_key(store.prefix))["length"] == 3
+
+
+def test_a_script_that_never_closes_its_store_still_delivers(store, raw, now):
+    code = (
+        "import sys; sys.path.insert(0, 'tests');"
+        "from test_servinglog import REG, USERS, ORDER;"
+        "from feature_store.online import OnlineStore, get_online_features;"
+        f"s = OnlineStore.for_registry(REG, url={store.url!r}, client='script');"
+        "get_online_features(REG, s, ORDER, USERS)"
+    )
+    from conftest import REPO
+
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
+    assert [f["client"] for _, f in stream(raw, store)] == ["script"] * 3
+
+
+def test_the_buffer_is_bounded_and_a_forked_child_does_not_resend(store, raw, now, monkeypatch):
+    monkeypatch.setattr(online, "LOG_BUFFER_MAX", 4)
+    get_online_features(REG, store, ORDER, USERS, now=now)
+    assert len(store._log) == 3
+    pid = os.fork()
+    if pid == 0:  # the child: a uvicorn worker forked from a process that had read
+        os._exit(0 if store._log == [] else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    store._buffer_log(store._log[:2])  # more than fits
+    assert len(store._log) == 4 and store.log_dropped == 1
+    assert store.flush_serving_log() == 4
+    assert len(stream(raw, store)) == 4
+
+
+def test_a_read_that_fails_loses_its_carried_entries_but_never_sends_them_twice(store, raw, now):
+    from conftest import free_port
+
+    get_online_features(REG, store, ORDER, USERS, now=now)
+    assert len(store._log) == 3
+    down = OnlineStore.for_registry(REG, url=f"redis://127.0.0.1:{free_port()}/0", retries=1)
+    down._log = list(store._log)
+    with pytest.raises(OnlineStoreError, match="cannot reach Redis"):
+        get_online_features(REG, down, ORDER, USERS, now=now)
+    assert down.log_errors == 3 and down._log == []
+
+
+# -- the drain ----------------------------------------------------------------------------------
+
+
+def logged_reads(store: OnlineStore, now: datetime, reads: int = 5) -> list[dict]:
+    """Fully sampled reads, flushed; the long rows (one per feature) they must land as."""
+    want = []
+    for i in range(reads):
+        users = [{"user_id": u} for u in (1, 2, 9, 100 + i)]
+        response = get_online_features(REG, store, ORDER, users, now=now)
+        for entry in expected_entries(response, users, "scorer", now):
+            for name, value, status in zip(json.loads(entry["features"]), json.loads(entry["values"]),
+                                           json.loads(entry["statuses"]), strict=True):
+                want.append({"client": entry["client"], "view": entry["view"], "entity": entry["entity"],
+                             "feature": name, "value": value, "status": status,
+                             "event_ts": int(entry["event_ts"]) if entry["event_ts"] else None})
+    store.flush_serving_log()
+    return want
+
+
+def landed(landing: Path) -> list[dict]:
+    table = servinglog.read_log(landing)
+    return table.to_pylist()
+
+
+def test_drain_round_trip_equals_what_was_read(store, raw, now, tmp_path):
+    want = logged_reads(store, now)
+    report = servinglog.drain(store, tmp_path, batch=7)
+    assert (report.entries, report.rows, report.lost_warning) == (20, 60, None)
+    assert report.files == 3  # 7 + 7 + 6 entries
+    got = landed(tmp_path)
+    from feature_store.codec import micros
+
+    as_read = [{k: (micros(v) if k == "event_ts" and v is not None else v) for k, v in row.items()
+                if k not in ("id", "served_at")} for row in got]
+    assert sorted(as_read, key=repr) == sorted(want, key=repr)
+    assert {row["served_at"].replace(tzinfo=None) for row in got} == {now}
+    ids = [i for i, _ in stream(raw, store)]
+    assert len(ids) == 1 and ids[0] == max(row["id"] for row in got)  # the last landed entry stays, as a marker
+    files = sorted(servinglog.log_dir(tmp_path).glob("date=*/*.parquet"))
+    assert all(f.parent.name == f"date={utc_now().date().isoformat()}" for f in files)
+    assert all(pq.read_schema(f).remove_metadata().equals(servinglog.log_schema()) for f in files)
+    again = servinglog.drain(store, tmp_path)
+    assert (again.entries, again.files, again.lost_warning) == (0, 0, None)
+    more = logged_reads(store, now, reads=1)
+    assert servinglog.drain(store, tmp_path).entries == 4
+    assert len(landed(tmp_path)) == len(want) + len(more)
+    assert servinglog.read_log(tmp_path, since=now + timedelta(microseconds=1)).num_rows == 0
+
+
+def test_an_empty_or_missing_stream_drains_nothing(store, tmp_path):
+    report = servinglog.drain(store, tmp_path)
+    assert report == servinglog.DrainReport()
+    assert landed(tmp_path) == []
+
+
+def test_entries_not_in_the_format_are_skipped_not_stuck(store, raw, now, tmp_path):
+    key = servinglog.stream_key(store.prefix)
+    raw.xadd(key, {"hello": "world"})
+    logged_reads(store, now, reads=1)
+    raw.xadd(key, {"served_at": "x", "features": "[]", "values": "[]", "statuses": "[]"})
+    report = servinglog.drain(store, tmp_path)
+    assert (report.entries, report.skipped, report.rows) == (6, 2, 12)
+
+
+DRAIN_SCRIPT = """
+import os, sys
+from feature_store import servinglog
+from feature_store.online import OnlineStore
+url, prefix, landing, batch, stop_after = sys.argv[1:6]
+servinglog.DRAIN_LEASE_MS = 1000  # so the test need not wait 30 s for a dead drain's lease
+store = OnlineStore(url, prefix=prefix)
+
+def progress(report, path):
+    if report.files >= int(stop_after):
+        os._exit(0)  # dies at once: no finally, no unlock
+
+servinglog.drain(store, landing, batch=int(batch), on_progress=progress)
+"""
+
+
+def run_drain(store: OnlineStore, landing: Path, batch: int, stop_after: int = 10**9) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", DRAIN_SCRIPT, store.url, store.prefix, str(landing), str(batch),
+                             str(stop_after)])
+
+
+def add_entries(raw: redis.Redis, store: OnlineStore, count: int, maxlen: int | None = None) -> list[str]:
+    """``count`` well-formed entries (one feature each) added straight to the stream; their ids."""
+    key = servinglog.stream_key(store.prefix)
+    pipe = raw.pipeline(transaction=False)
+    for i in range(count):
+        pipe.xadd(key, {"served_at": str(1_700_000_000_000_000 + i), "client": "c", "view": "v",
+                        "entity": json.dumps({"user_id": i}), "event_ts": "", "features": '["f"]',
+                        "values": json.dumps([str(i)]), "statuses": '["PRESENT"]'},
+                  maxlen=maxlen, approximate=True)
+    return [i.decode() for i in pipe.execute()]
+
+
+def assert_exactly_once(landing: Path, ids: list[str]) -> None:
+    got = Counter(row["id"] for row in landed(landing))
+    assert sorted(got) == sorted(ids), "lost or unknown entries"
+    assert all(n == 1 for n in got.values()), f"landed twice: {[i for i, n in got.items() if n > 1][:5]}"
+
+
+def test_a_drain_killed_after_its_first_file_loses_and_repeats_nothing(store, raw, tmp_path):
+    ids = add_entries(raw, store, 95)
+    proc = run_drain(store, tmp_path, batch=10, stop_after=1)
+    assert proc.wait(timeout=60) == 0
+    assert len(landed(tmp_path)) == 10
+    with pytest.raises(servinglog.DrainLocked, match="another drain .* is running"):
+        servinglog.drain(store, tmp_path)  # the dead drain's lease has not run out yet
+    time.sleep(1.1)
+    report = servinglog.drain(store, tmp_path, batch=10)
+    assert report.entries == 85 and report.lost_warning is None
+    assert_exactly_once(tmp_path, ids)
+
+
+def test_a_drain_killed_by_sigkill_anywhere_loses_and_repeats_nothing(store, raw, tmp_path):
+    ids = add_entries(raw, store, 3000)
+    proc = run_drain(store, tmp_path, batch=7)
+    deadline = time.monotonic() + 60
+    while len(list(servinglog.log_dir(tmp_path).glob("date=*/*.parquet"))) < 20 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    time.sleep(1.1)  # its lease runs out
+    servinglog.drain(store, tmp_path, batch=500)
+    assert_exactly_once(tmp_path, ids)
+
+
+class Crash(Exception):
+    pass
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(
+    st.tuples(st.just("log"), st.integers(1, 25)),
+    st.tuples(st.just("drain"), st.integers(1, 9), st.sampled_from([None, "landed", "trimmed"]), st.integers(1, 3)),
+), max_size=10))
+def test_any_interleaving_of_logging_drains_and_crashes_lands_each_entry_once(store, raw, monkeypatch, ops):
+    from feature_store import landing as landing_module
+
+    raw.delete(servinglog.stream_key(store.prefix))
+    landing = Path(tempfile.mkdtemp())
+    crash: dict = {"at": None, "after": 0, "files": 0}
+    real = landing_module.write_parquet_durably
+
+    def write_then_maybe_crash(table, final):
+        path = real(table, final)
+        crash["files"] += 1
+        if crash["at"] == "landed" and crash["files"] >= crash["after"]:
+            raise Crash  # landed, not yet trimmed from the stream
+        return path
+
+    def progress(report, path):
+        if crash["at"] == "trimmed" and report.files >= crash["after"]:
+            raise Crash
+
+    monkeypatch.setattr(landing_module, "write_parquet_durably", write_then_maybe_crash)
+    ids: list[str] = []
+    try:
+        for op in ops:
+            if op[0] == "log":
+                ids += add_entries(raw, store, op[1])
+                continue
+            _, batch, at, after = op
+            crash.update(at=at, after=after, files=0)
+            try:
+                servinglog.drain(store, landing, batch=batch, on_progress=progress)
+            except Crash:
+                pass
+        crash["at"] = None
+        report = servinglog.drain(store, landing, batch=4)
+        assert report.lost_warning is None
+        assert_exactly_once(landing, ids)
+    finally:
+        shutil.rmtree(landing)
+
+
+def test_two_drains_at_once_one_fails_and_nothing_lands_twice(store, raw, tmp_path):
+    ids = add_entries(raw, store, 40)
+    started, release = threading.Event(), threading.Event()
+    results: dict = {}
+
+    def first_drain():
+        def progress(report, path):
+            started.set()
+            release.wait(10)
+
+        results["first"] = servinglog.drain(store, tmp_path, batch=10, on_progress=progress)
+
+    thread = threading.Thread(target=first_drain)
+    thread.start()
+    assert started.wait(10)
+    other = OnlineStore.for_registry(REG, url=store.url)
+    with pytest.raises(servinglog.DrainLocked, match="another drain of the serving log .* is running"):
+        servinglog.drain(other, tmp_path, batch=10)
+    release.set()
+    thread.join(10)
+    assert results["first"].entries == 40
+    assert servinglog.drain(other, tmp_path).entries == 0  # the lease was released: the next one runs
+    assert_exactly_once(tmp_path, ids)
+    other.close()
+
+
+def test_entries_trimmed_at_the_cap_before_a_drain_are_reported_lost(store, raw, tmp_path):
+    first = add_entries(raw, store, 50)
+    assert servinglog.drain(store, tmp_path).lost_warning is None
+    add_entries(raw, store, 1000, maxlen=100)  # the cap trims past the last landed entry
+    report = servinglog.drain(store, tmp_path)
+    assert report.lost_warning is not None
+    assert f"no longer holds the last landed entry {first[-1]}" in report.lost_warning
+    assert "Drain more often" in report.lost_warning
+    assert 100 <= report.entries < 1000
+    assert servinglog.drain(store, tmp_path).lost_warning is None  # nothing lost since
+
+
+def test_a_stream_trimmed_before_its_first_drain_is_reported_lost(store, raw, tmp_path):
+    add_entries(raw, store, 1000, maxlen=100)
+    report = servinglog.drain(store, tmp_path)
+    assert report.lost_warning is not None and "no serving log has landed" in report.lost_warning
+
+
+def test_the_cap_trims_the_stream_that_reads_write(store, raw, now, monkeypatch):
+    monkeypatch.setattr(servinglog, "DEFAULT_MAXLEN", 100)
+    for _ in range(120):
+        get_online_features(REG, store, ORDER, USERS, now=now)
+    store.flush_serving_log()
+    assert 100 <= raw.xlen(servinglog.stream_key(store.prefix)) < 360
+
+
+def test_drain_on_a_cluster(redis_cluster, now, tmp_path):
+    redis_cluster.flush()
+    s = OnlineStore.for_registry(REG, url=redis_cluster.url, client="scorer", timeout=2.0, connect_timeout=1.0)
+    load(s, now)
+    want = logged_reads(s, now, reads=3)
+    got = servinglog.drain(s, tmp_path, batch=5)
+    assert got.entries == 12 and len(landed(tmp_path)) == len(want)
+    reads = s.client.hgetall(day_key(s, now))
+    assert int(reads[b"scorer\tuser_order_features:user_7d_orders"]) == 12
+    s.close()
+
+
+# -- dbt and the HTTP server ----------------------------------------------------------------------
+
+
+@pytest.mark.dbt
+def test_the_serving_log_model_reads_the_landed_files(project_copy, store, now, monkeypatch):
+    import duckdb
+    from conftest import run_dbt
+
+    from feature_store.push import default_landing_dir
+
+    # A session zone other than UTC: the landed instants must still come out as naive UTC.
+    monkeypatch.setenv("TZ", "America/New_York")
+    database = project_copy / "feature_store.duckdb"
+
+    def model() -> list[dict]:
+        with duckdb.connect(str(database), read_only=True) as con:
+            cursor = con.execute("select * from main.serving_log order by id, feature")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    run_dbt(project_copy, "build", "--select", "serving_log")  # no file yet: empty, typed, tests pass
+    assert model() == []
+    logged_reads(store, now, reads=3)
+    landing = default_landing_dir(project_copy)
+    assert servinglog.drain(store, landing).entries == 12
+    run_dbt(project_copy, "build", "--select", "serving_log")
+    want = sorted(landed(landing), key=lambda r: (r["id"], r["feature"]))
+    for row in want:
+        for k in ("served_at", "event_ts"):
+            row[k] = row[k].replace(tzinfo=None) if row[k] is not None else None
+    assert model() == want and len(want) == 36
+    assert {r["served_at"] for r in want} == {now}
+
+
+@pytest.mark.dbt
+def test_the_server_records_reads_under_the_tokens_name(built_project, tmp_path):
+    import httpx
+    from server_support import RedisProcess, ServerProcess, fstore
+
+    project = tmp_path / "project"
+    shutil.copytree(built_project, project)
+    manifest_path = project / "target" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for node in manifest["nodes"].values():
+        if node.get("name") == "user_order_features":
+            node["config"]["meta"]["feature_store"]["log_sample_rate"] = 1
+    manifest_path.write_text(json.dumps(manifest))
+    redis_proc = RedisProcess(tmp_path / "redis").start()
+    try:
+        assert fstore(project, redis_proc.url, "sync", "--quiet").returncode == 0
+        tokens = tmp_path / "tokens.yml"
+        tokens.write_text("tokens:\n  - {name: churn-scorer, token: scorer-token-0123456789abcdef, scopes: [read]}\n")
+        server = ServerProcess(project, redis_proc.url, tmp_path / "serve.log", "--tokens-file", str(tokens)).start()
+        try:
+            body = {"features": ["user_order_features:user_7d_orders", "user_order_features:user_lifetime_orders"],
+                    "entities": {"user_id": [1, 2, 999999]}}
+            answer = httpx.post(f"{server.url}/get-online-features", json=body, timeout=10,
+                                headers={"Authorization": "Bearer scorer-token-0123456789abcdef"})
+            assert answer.status_code == 200, answer.text
+            raw = redis.Redis.from_url(redis_proc.url)
+            prefix = f"fs:{manifest['metadata']['project_name']}:dev"
+            key = servinglog.stream_key(prefix)
+            deadline = time.monotonic() + 5
+            while raw.xlen(key) < 3 and time.monotonic() < deadline:  # a quiet server sends them within 1 s
+                time.sleep(0.1)
+            entries = [{k.decode(): v.decode() for k, v in f.items()} for _, f in raw.xrange(key)]
+            assert [e["client"] for e in entries] == ["churn-scorer"] * 3
+            assert [e["entity"] for e in entries] == ['{"user_id":1}', '{"user_id":2}', '{"user_id":999999}']
+            values = answer.json()["results"][1]["values"]
+            assert [json.loads(e["values"])[0] for e in entries] == [None if v is None else str(v) for v in values]
+            reads = {k.decode(): int(v) for k, v in raw.hgetall(audit.reads_key(prefix, utc_now().date())).items()}
+            assert reads == {"churn-scorer\tuser_order_features:user_7d_orders": 3,
+                             "churn-scorer\tuser_order_features:user_lifetime_orders": 3}
+            raw.close()
+        finally:
+            server.stop()
+    finally:
+        redis_proc.stop()
