@@ -70,7 +70,8 @@ def now() -> datetime:
 @pytest.fixture
 def store(redis_url, now, monkeypatch):
     monkeypatch.delenv("FEATURE_STORE_CLIENT", raising=False)
-    s = OnlineStore.for_registry(REG, url=redis_url, client="scorer")
+    # counts_every=0: each read sends its own counts, so a test sees them after each read.
+    s = OnlineStore.for_registry(REG, url=redis_url, client="scorer", counts_every=0)
     load(s, now)
     yield s
     s.close()
@@ -229,7 +230,7 @@ def test_out_of_memory_refuses_the_recording_not_the_read(tmp_path, now, monkeyp
     monkeypatch.delenv("FEATURE_STORE_CLIENT", raising=False)
     proc, port = start_redis(tmp_path, "--maxmemory-policy", "noeviction")
     try:
-        s = OnlineStore.for_registry(REG, url=f"redis://127.0.0.1:{port}/0")
+        s = OnlineStore.for_registry(REG, url=f"redis://127.0.0.1:{port}/0", counts_every=0)
         load(s, now)
         want = get_online_features(REG, OnlineStore.for_registry(REG, url=s.url, record_reads=False), ORDER + TXN,
                                    USERS, now=now).to_dict(include_status=True)
@@ -262,7 +263,7 @@ def test_a_read_only_replica_serves_and_counts_what_it_could_not_record(tmp_path
         while replica.info("replication").get("master_link_status") != "up" and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.2)
-        s = OnlineStore.for_registry(REG, url=f"redis://127.0.0.1:{replica_port}/0")
+        s = OnlineStore.for_registry(REG, url=f"redis://127.0.0.1:{replica_port}/0", counts_every=0)
         want = get_online_features(REG, master, ORDER, USERS, now=now).to_dict(include_status=True)
         with pytest.warns(RuntimeWarning, match="ReadOnlyError"):
             assert get_online_features(REG, s, ORDER, USERS, now=now).to_dict(include_status=True) == want
@@ -370,7 +371,8 @@ def test_a_read_that_fails_loses_its_carried_entries_but_never_sends_them_twice(
     down._log = list(store._log)
     with pytest.raises(OnlineStoreError, match="cannot reach Redis"):
         get_online_features(REG, down, ORDER, USERS, now=now)
-    assert down.log_errors == 3 and down._log == []
+    # Lost with it: the 3 entries it carried, and its own counts (3 HINCRBY and the day's EXPIRE).
+    assert down.log_errors == 3 + 4 and down._log == [] and down._counts == {}
 
 
 # -- the drain ----------------------------------------------------------------------------------
@@ -693,3 +695,20 @@ def test_the_server_records_reads_under_the_tokens_name(built_project, tmp_path)
             server.stop()
     finally:
         redis_proc.stop()
+
+
+def test_counts_are_added_up_in_the_process_and_sent_at_most_every_counts_every(redis_url, raw, now, monkeypatch):
+    monkeypatch.delenv("FEATURE_STORE_CLIENT", raising=False)
+    s = OnlineStore.for_registry(REG, url=redis_url, client="batcher", counts_every=3600)
+    load(s, now)
+    raw.config_resetstat()
+    for _ in range(10):
+        get_online_features(REG, s, ORDER[:1], USERS, now=now)
+    # The first read sent its counts at once; the nine after it wait for the hour, or a flush.
+    assert raw.info("commandstats")["cmdstat_hincrby"]["calls"] == 1
+    field = f"batcher\t{ORDER[0]}"
+    assert counters(raw, day_key(s, now))[field] == 3
+    s.flush_serving_log()
+    assert counters(raw, day_key(s, now))[field] == 30
+    assert raw.info("commandstats")["cmdstat_hincrby"]["calls"] == 2  # the nine reads in one HINCRBY
+    s.close()

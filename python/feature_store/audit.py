@@ -1,9 +1,11 @@
 """The read audit: who reads which feature, counted per day in Redis.
 
-Every online read increments, in the same round trip as the read itself, one counter per
-feature read: field ``<client>\\t<view>:<feature>`` of the hash ``<prefix>:__reads:<YYYY-MM-DD>``
-(the UTC day), by the number of entity rows read. Day hashes expire after
-:data:`RETENTION_DAYS`. ``fstore audit`` and ``fstore deprecations`` read them back.
+Every online read counts, per feature read, the entity rows it read. The process adds the
+counts up and sends them in a read's own round trip at most once a second
+(:class:`~feature_store.online.OnlineStore` ``counts_every``): ``HINCRBY`` of field
+``<client>\\t<view>:<feature>`` of the hash ``<prefix>:__reads:<YYYY-MM-DD>`` (the UTC day).
+Day hashes expire after :data:`RETENTION_DAYS`. ``fstore audit`` and ``fstore deprecations``
+read them back.
 """
 
 from __future__ import annotations

@@ -100,6 +100,7 @@ def _flush_at_exit() -> None:
 def _forget_in_child() -> None:
     for store in list(_WAITING):
         store._log = []
+        store._counts = {}
         store._log_lock = threading.Lock()  # another thread may have held it at the fork
 
 
@@ -235,13 +236,15 @@ class OnlineStore:
     The sync's writes wait up to ``write_timeout`` for an answer (a script call over
     hundreds of rows on a busy server), with the same retries.
 
-    Reads are recorded (docs/serving-log.md): each read counts, in its own round trip,
-    the entity rows it read per feature under the name ``client`` (default
-    ``$FEATURE_STORE_CLIENT``, else ``default``; :mod:`feature_store.audit`), and a sample
-    of what it served goes to the serving log (:mod:`feature_store.servinglog`), sent with
-    the next read's round trip or by :meth:`flush_serving_log`. Neither can fail or delay a
-    read: their failures are counted in :attr:`log_errors`. ``record_reads=False`` turns
-    both off (a read-only replica, a benchmark).
+    Reads are recorded (docs/serving-log.md): each read counts the entity rows it read per
+    feature under the name ``client`` (default ``$FEATURE_STORE_CLIENT``, else ``default``;
+    :mod:`feature_store.audit`), and a sample of what it served goes to the serving log
+    (:mod:`feature_store.servinglog`). Both ride in a later read's own round trip, never one
+    of their own: the log entries in the next read's, the counts, added up in the process,
+    at most every ``counts_every`` seconds (so a read rarely pays for a HINCRBY). A quiet
+    process sends them with :meth:`flush_serving_log` (the server every second; ``close()``
+    and interpreter exit). Neither can fail or delay a read: their failures are counted in
+    :attr:`log_errors`. ``record_reads=False`` turns both off (a read-only replica, a benchmark).
     """
 
     def __init__(
@@ -256,11 +259,13 @@ class OnlineStore:
         write_timeout: float = 30.0,
         client: str | None = None,
         record_reads: bool = True,
+        counts_every: float = 1.0,
     ):
         self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
         self.client_name = audit.check_client(client or os.environ.get(CLIENT_ENV) or DEFAULT_CLIENT)
         """Who reads, in the read counters and the serving log (a read may name another)."""
         self.record_reads = record_reads
+        self.counts_every = counts_every
         self.prefix = prefix
         self.retries = retries
         self.backoff = backoff
@@ -279,6 +284,8 @@ class OnlineStore:
         self._log: list[tuple] = []  # serving-log entries waiting to be sent: XADD's field-value pairs
         self._log_lock = threading.Lock()
         self._warned_log = False
+        self._counts: dict[tuple[int, str], int] = {}  # (day number, counter field) -> reads not sent yet
+        self._counts_due = 0.0  # monotonic time from which a read sends the counts (the first read's at once)
         self._reads_keys: dict[int, str] = {}  # day number -> that day's counter hash
         self._expiring: set[int] = set()  # days whose counter hash got its EXPIRE from this process
 
@@ -331,38 +338,38 @@ class OnlineStore:
     # -- recording reads -------------------------------------------------------------------------
 
     def flush_serving_log(self) -> int:
-        """Send the serving-log entries waiting for a read's round trip now, in one pipeline.
+        """Send the serving-log entries and read counts waiting for a read's round trip now, in one pipeline.
 
-        Returns how many Redis took. Never raises for Redis trouble: the entries are then
-        lost and counted in :attr:`log_errors` (sending them again could log them twice).
+        Returns how many commands Redis took. Never raises for Redis trouble: what it carried
+        is then lost and counted in :attr:`log_errors` (sending it again could count it twice).
         """
-        entries = self._take_log()
-        if not entries:
+        commands, expires = self._take_records(force=True)
+        if not commands:
             return 0
         pipe = self.client.pipeline(transaction=False)
-        for entry in entries:
-            pipe.execute_command(*self._xadd(entry))
+        for command in commands:
+            pipe.execute_command(*command)
         try:
             replies = pipe.execute(raise_on_error=False)
         except (RedisError, RedisClusterException) as exc:  # close() and exit call this: it must not raise
-            self._log_failed(len(entries), exc)
+            self._log_failed(len(commands), exc)
             return 0
-        return len(entries) - self._count_failures(replies)
+        return len(commands) - self._sent(replies, expires)
 
     async def aflush_serving_log(self) -> int:
         """:meth:`flush_serving_log` on :attr:`async_client` (the server's flush, every second)."""
-        entries = self._take_log()
-        if not entries:
+        commands, expires = self._take_records(force=True)
+        if not commands:
             return 0
         pipe = self.async_client.pipeline(transaction=False)
-        for entry in entries:
-            pipe.execute_command(*self._xadd(entry))
+        for command in commands:
+            pipe.execute_command(*command)
         try:
             replies = await pipe.execute(raise_on_error=False)
         except (RedisError, RedisClusterException) as exc:  # the server's periodic task must live on
-            self._log_failed(len(entries), exc)
+            self._log_failed(len(commands), exc)
             return 0
-        return len(entries) - self._count_failures(replies)
+        return len(commands) - self._sent(replies, expires)
 
     def _xadd(self, entry: tuple) -> tuple:
         return ("XADD", servinglog.stream_key(self.prefix), "MAXLEN", "~", servinglog.DEFAULT_MAXLEN, "*", *entry)
@@ -377,14 +384,46 @@ class OnlineStore:
                 _WAITING.add(self)
             self._log.extend(entries)
 
-    def _take_log(self) -> list[tuple]:
-        if not self._log:  # the common case, without the lock
-            return []
+    def _count(self, now_us: int, fields: tuple[str, ...], n: int) -> None:
+        """Add a read of ``n`` entity rows to the counts of ``fields`` on the UTC day of ``now_us``."""
+        day = now_us // 86_400_000_000
+        counts = self._counts
+        with self._log_lock:
+            if not counts:
+                _WAITING.add(self)
+            for f in fields:
+                counts[day, f] = counts.get((day, f), 0) + n
+
+    def _take_records(self, force: bool = False) -> tuple[list[tuple], list[tuple[int, int]]]:
+        """The recording commands to send now: the counts (when due, or ``force``), as one HINCRBY per
+        (day, client, feature) and the day's EXPIRE once per process, then the waiting log entries
+        (XADD); and where each EXPIRE is among them, with its day."""
+        now = time.monotonic()
+        due = bool(self._counts) and (force or now >= self._counts_due)
+        if not self._log and not due:  # the common case, without the lock
+            return [], []
         with self._log_lock:
             entries, self._log = self._log, []
-        return entries
+            counts: dict[tuple[int, str], int] = {}
+            if due:
+                counts, self._counts = self._counts, {}
+                self._counts_due = now + self.counts_every
+        commands: list[tuple] = [("HINCRBY", self._day_key(day), f, n) for (day, f), n in counts.items()]
+        expires = []
+        for day in sorted({day for day, _ in counts} - self._expiring):
+            # Once per process and day (remembered once Redis took it): the hash then lives
+            # the retention past this process's first count of the day.
+            expires.append((len(commands), day))
+            commands.append(("EXPIRE", self._day_key(day), audit.RETENTION_DAYS * 86_400))
+        commands += [self._xadd(entry) for entry in entries]
+        return commands, expires
 
-    def _count_failures(self, replies: list) -> int:
+    def _sent(self, replies: list, expires: list[tuple[int, int]]) -> int:
+        """Take note of the replies to :meth:`_take_records`'s commands: failures counted, days whose
+        EXPIRE Redis took remembered. Returns how many failed."""
+        for at, day in expires:
+            if not isinstance(replies[at], Exception):
+                self._expiring.add(day)
         failed = [r for r in replies if isinstance(r, Exception)]
         if failed:
             self._log_failed(len(failed), failed[0])
@@ -400,15 +439,14 @@ class OnlineStore:
                 "was lost. Check the server's memory (maxmemory), that it is a master, and the key types under the "
                 "prefix", RuntimeWarning, stacklevel=2)
 
-    def _reads_key(self, now_us: int) -> tuple[str, int]:
-        """The counter hash of the UTC day of ``now_us``, and that day's number."""
-        day = now_us // 86_400_000_000
+    def _day_key(self, day: int) -> str:
+        """The counter hash of UTC day number ``day`` (days since the epoch)."""
         key = self._reads_keys.get(day)
         if key is None:
             if len(self._reads_keys) > 64:
                 self._reads_keys.clear()
             key = self._reads_keys[day] = audit.reads_key(self.prefix, date(1970, 1, 1) + timedelta(days=day))
-        return key, day
+        return key
 
     # -- calling Redis -------------------------------------------------------------------------
 
@@ -719,7 +757,7 @@ def get_online_features(
     ``feature_service`` names an ML model (a dbt exposure of type ml) and reads its features.
 
     The read is recorded under ``client`` (default: the store's :attr:`OnlineStore.client_name`):
-    counted per feature in the same round trip, and sampled into the serving log
+    counted per feature (sent with a later read, added up), and sampled into the serving log
     (docs/serving-log.md). Recording never fails nor slows the read.
     """
     read = _Read(registry, store, registry.requested_features(features, feature_service), _rows(entity_rows),
@@ -768,7 +806,7 @@ class _Read:
     and decoding, ttl and fallbacks after it."""
 
     __slots__ = ("registry", "store", "plan", "entity_rows", "n", "now_us", "keys", "gate", "apply_fallbacks",
-                 "client", "n_read", "expire_day", "expire_at", "sending")
+                 "client", "n_read", "expires", "sending", "counted")
 
     def __init__(self, registry: Registry, store: OnlineStore, features: Iterable[str], entity_rows: list[dict],
                  full_feature_names: bool, now: datetime | None, gate: str, apply_fallbacks: bool,
@@ -783,13 +821,14 @@ class _Read:
         self.now_us = _now_us(now)
         self.keys = _keys(store, self.plan, entity_rows)
         self.n_read = (self.n + 1) * len(self.plan.views)  # the replies the read itself needs
-        self.expire_day: int | None = None
-        self.expire_at = 0  # the EXPIRE's reply, when expire_day is set
+        self.expires: list[tuple[int, int]] = []  # the recording's EXPIREs: (position after the read's, day)
         self.sending = 0
+        self.counted = False
 
     def _queue(self, command: Callable[..., Any]) -> None:
         """Queue the read's commands on a pipeline: one HMGET per (view, entity), then each view's HGET;
-        then the read's counters (HINCRBY per feature) and the serving-log entries of earlier reads (XADD).
+        then the recording of earlier reads and this one: read counts when due (HINCRBY) and serving-log
+        entries (XADD).
 
         One HMGET per (view, entity): on a cluster each is a single-slot command, and the
         pipeline sends each node its own in one round trip (a script over many entities
@@ -804,19 +843,13 @@ class _Read:
             command("HGET", store.sync_key(vp.view.name), SYNCED_FIELD)
         if not store.record_reads:
             return
-        reads_key, day = store._reads_key(self.now_us)
-        counters = self.plan.counter_fields(self.client)
-        for counter in counters:
-            command("HINCRBY", reads_key, counter, self.n)
-        if day not in store._expiring:
-            # Once per process and day (remembered once Redis took it): the hash then lives
-            # the retention past this process's first read of the day.
-            command("EXPIRE", reads_key, audit.RETENTION_DAYS * 86_400)
-            self.expire_day, self.expire_at = day, self.n_read + len(counters)
-        entries = store._take_log()
-        self.sending = len(entries)  # a retried attempt sends none of them again: never twice
-        for entry in entries:
-            command(*store._xadd(entry))
+        if not self.counted:  # once, whatever the attempts
+            self.counted = True
+            store._count(self.now_us, self.plan.counter_fields(self.client), self.n)
+        records, self.expires = store._take_records()
+        self.sending = len(records)  # a retried attempt sends none of them again: never twice
+        for record in records:
+            command(*record)
 
     def _checked(self, replies: list) -> list:
         """``replies`` if the read's own hold no error (else it is raised, as the pipeline would have);
@@ -826,9 +859,7 @@ class _Read:
             if isinstance(reply, Exception):
                 raise reply
         if len(replies) > n_read:
-            self.store._count_failures(replies[n_read:])
-            if self.expire_day is not None and not isinstance(replies[self.expire_at], Exception):
-                self.store._expiring.add(self.expire_day)
+            self.store._sent(replies[n_read:], self.expires)
         return replies
 
     def _unsent(self) -> None:
