@@ -62,7 +62,7 @@ step "The Python API: FeatureStore.get_online_features (Feast's response shape)"
 python - "$user_id" <<'PY'
 import sys
 from feature_store import FeatureStore
-store = FeatureStore(project_dir=".")
+store = FeatureStore(project_dir=".", client="churn-notebook")  # who reads, for `fstore audit`
 resp = store.get_online_features(
     features=["user_order_features:user_7d_orders", "user_order_features:user_avg_basket_30d",
               "user_txn_features:txn_amount_1h_sum"],
@@ -70,4 +70,7 @@ resp = store.get_online_features(
 )
 print(resp.to_dict())
 PY
+step "fstore audit: who read which feature today (every online read is counted per client)"
+fstore audit --days 1
+
 printf '\nDone. Try: fstore describe user_order_features\n'
