@@ -5,14 +5,17 @@
 -#}
 
 {#-
-  fstore's own landed files of one kind, <push_dir>/_fstore/<name>/**/*.parquet (the serving
-  log: `serving_log`, python/feature_store/servinglog.py; the monitor history:
-  `monitor_history`), as a SELECT of `columns` ([(name, data_type)]) cast to their types.
+  fstore's own landed files of one kind for the dbt target being built,
+  <push_dir>/_fstore/<name>/target=<target.name>/**/*.parquet (the serving log:
+  `serving_log`, python/feature_store/servinglog.py; the monitor history: `monitor_history`),
+  as a SELECT of `columns` ([(name, data_type)]) cast to their types. Each target (dev,
+  prod, ...) has its own online store, so its own files: another target's are never read.
 
   Where they come from:
     - vars."feature_store:<name>_relation" naming a relation (any engine): that relation,
-      e.g. an external table over <push_dir>/_fstore/<name>/ on Spark, Snowflake, BigQuery;
-    - else on DuckDB: the Parquet files themselves, read with read_parquet;
+      e.g. an external table over <push_dir>/_fstore/<name>/target=<target name>/ on Spark,
+      Snowflake, BigQuery (that target's folder only);
+    - else on DuckDB: the target's Parquet files themselves, read with read_parquet;
     - else (and on DuckDB while no file has landed): no rows, with the columns and types.
 
   fstore lands instants as Parquet timestamps in UTC; a column declared `timestamp` comes
@@ -37,7 +40,7 @@
   {%- if relation -%}
     {{ return(feature_store._cast_select(columns, relation, distinct=false)) }}
   {%- endif -%}
-  {%- set files = feature_store._landed_parquet('_fstore/' ~ name ~ '/**/*.parquet') -%}
+  {%- set files = feature_store._landed_parquet('_fstore/' ~ name ~ '/target=' ~ target.name ~ '/**/*.parquet') -%}
   {%- if files -%}
     {{ return(feature_store._cast_select(columns, files, distinct=false, utc_instants=true)) }}
   {%- endif -%}

@@ -118,10 +118,11 @@ where __fs_rank = 1
 
 {#-
   The monitor history (`fstore monitor` appends one Parquet file per run under
-  <push_dir>/_fstore/monitor_history/date=YYYY-MM-DD/; docs/monitoring.md), as a SELECT of its
-  columns, read by feature_store.fstore_landing (macros/landing.sql): on DuckDB the files
-  themselves, elsewhere the relation named in vars."feature_store:monitor_history_relation",
-  else no rows. The model monitor_history selects it, for dashboards.
+  <push_dir>/_fstore/monitor_history/target=<target name>/date=YYYY-MM-DD/; docs/monitoring.md)
+  of the target being built, as a SELECT of its columns, read by feature_store.fstore_landing
+  (macros/landing.sql): on DuckDB the files themselves, elsewhere the relation named in
+  vars."feature_store:monitor_history_relation", else no rows. The model monitor_history
+  selects it, for dashboards.
 -#}
 {% macro monitor_history() %}
   {{ return(feature_store.fstore_landing('monitor_history', feature_store._monitor_history_columns())) }}

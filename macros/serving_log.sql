@@ -1,8 +1,9 @@
 {#-
   The serving log drained offline (python/feature_store/servinglog.py, docs/serving-log.md):
   one row per served feature value of the sampled online reads, from the Parquet files the
-  drain lands under <push_dir>/_fstore/serving_log/date=YYYY-MM-DD/. On engines other than
-  DuckDB, name a relation over that folder in vars."feature_store:serving_log_relation".
+  drain lands under <push_dir>/_fstore/serving_log/target=<target.name>/date=YYYY-MM-DD/ (the
+  target being built: dev's reads in dev, prod's in prod). On engines other than DuckDB, name
+  a relation over that target's folder in vars."feature_store:serving_log_relation".
 -#}
 {% macro serving_log() %}
   {{ return(feature_store.fstore_landing('serving_log', feature_store._serving_log_columns())) }}

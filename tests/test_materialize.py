@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -21,6 +21,9 @@ import redis
 from feature_store.errors import OnlineStoreError, UnknownFeatureView
 from feature_store.materialize import select_views, sync
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
+from feature_store.snapshot import Fingerprints
+from feature_store.writelag import read_write_lag
+from feature_store.writer import BatchWriter
 from online_support import MemorySource, make_registry, make_tables, redis_state, utc_now
 
 pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings("ignore:feature .* is deprecated:FutureWarning")]
@@ -117,6 +120,126 @@ def test_a_fix_at_the_same_timestamps_and_a_late_row_reach_redis(store, now):
     assert_store_matches(store, source, now)
     got = get_online_features(REG, store, ["user_txn_features:txn_velocity_60s"], [{"user_id": 2}], now=now)
     assert got.to_dict()["txn_velocity_60s"] == [77]
+
+
+# -- the write lag the sync records (fstore monitor) --------------------------------------------
+
+# Fixed times: all_types has no ttl, so nothing expires whatever the wall clock.
+T1 = datetime(2030, 1, 1, 12, 0, 0)
+TYPES_SCHEMA = make_tables(T1, users=1)["all_types"].schema
+
+
+class Fingerprinted:
+    """``MemorySource`` whose reads carry fingerprints, so the next sync reads incrementally.
+
+    It still reads every entity: what an incremental sync reads of a changed partition,
+    the changed rows and their unchanged neighbours.
+    """
+
+    def __init__(self, source: MemorySource):
+        self.source = source
+
+    def __call__(self, *args, **kwargs):
+        reader = self.source(*args, **kwargs)
+        reader.fingerprints = Fingerprints(1, "0" * 16)
+        return reader
+
+
+def types_table(rows: list[tuple[int, datetime, int]]) -> pa.Table:
+    """all_types rows of (user, event ts, f_int), the other features NULL."""
+    return pa.Table.from_pylist([{"user_id": u, "event_ts": e, "f_int": f} for u, e, f in rows], TYPES_SCHEMA)
+
+
+def lag_state(store: OnlineStore, view: str) -> dict:
+    return {k: v for k, v in store.sync_state(view).items() if k.startswith("write_lag")}
+
+
+def test_the_write_lag_is_measured_on_newer_versions_late_rows_included_and_not_on_a_full_read(store):
+    users = range(1, 41)
+    history = [(u, T1 - timedelta(days=1, minutes=u), u) for u in users]
+    tables = {"all_types": types_table(history)}
+    source = Fingerprinted(MemorySource(REG, tables))
+    first = sync(REG, store, views=["all_types"], now=T1, source=source)
+    assert first.views["all_types"].mode == "full" and first.keys_written == 40
+    # A first deploy writes history a day old: not lateness, so not measured (and said why).
+    lag = lag_state(store, "all_types")
+    assert lag["write_lag_rows"] == "0" and lag["write_lag_p95_s"] == "" and lag["write_lag_max_s"] == ""
+    assert lag["write_lag_note"].startswith("not measured: the sync read the view in full (no finished sync")
+    assert read_write_lag(store, "all_types")[0].p95_s is None
+
+    # An hour later: user 5's row timed 5 h before the last sync lands late, user 7 gets a row on
+    # time, user 9 an older row (skipped); the 37 others are read again unchanged.
+    late, on_time = T1 - timedelta(hours=5), T1 + timedelta(minutes=30)
+    tables["all_types"] = types_table(history + [(5, late, 500), (7, on_time, 700), (9, T1 - timedelta(days=3), 0)])
+    t2 = T1 + timedelta(hours=1)
+    second = sync(REG, store, views=["all_types"], now=t2, source=source)
+    vr = second.views["all_types"]
+    assert vr.mode == "incremental" and vr.rows_read == 40 and vr.keys_written == 2 and vr.unchanged == 38
+    lag = lag_state(store, "all_types")
+    assert lag["write_lag_rows"] == "2" and lag["write_lag_note"] == ""
+    # The late row's lag is the sync's time minus its event time: 6 h, and it dominates p95 and max.
+    late_lag = (t2 - late).total_seconds()
+    assert late_lag <= float(lag["write_lag_max_s"]) < late_lag + 60
+    p95 = 1800 + 0.95 * (late_lag - 1800)  # numpy's linear p95 of the two lags, 30 min and 6 h
+    assert p95 <= float(lag["write_lag_p95_s"]) < p95 + 60
+    assert t2 <= datetime.fromisoformat(lag["write_lag_at"]) < t2 + timedelta(minutes=1)
+    assert read_write_lag(store, "all_types")[0].rows == 2
+
+    # A full refresh rewrites nothing and measures nothing.
+    full = sync(REG, store, views=["all_types"], now=t2, source=source, full_refresh=True)
+    assert full.keys_written == 0
+    assert lag_state(store, "all_types")["write_lag_note"] == "not measured: the sync read the view in full " \
+                                                              "(--full-refresh)"
+
+
+def test_a_logic_fix_at_the_same_timestamps_records_no_write_lag(store):
+    history = [(u, T1 - timedelta(hours=u), u) for u in range(1, 41)]
+    tables = {"all_types": types_table(history)}
+    source = Fingerprinted(MemorySource(REG, tables))
+    sync(REG, store, views=["all_types"], now=T1, source=source)
+    # Rebuilt with other values at the same timestamps (the same versions), hours after they happened.
+    fixed = [(u, e, f * 1000) for u, e, f in history]
+    tables["all_types"] = types_table(fixed)
+    t2 = T1 + timedelta(hours=1)
+    report = sync(REG, store, views=["all_types"], now=t2, source=source)
+    assert report.views["all_types"].mode == "incremental" and report.keys_written == 40
+    lag = lag_state(store, "all_types")
+    assert lag["write_lag_rows"] == "0" and lag["write_lag_p95_s"] == ""
+    assert lag["write_lag_note"] == "the sync wrote no row as a newer version"
+    # With one new row beside the rewrites, only that row is measured.
+    tables["all_types"] = types_table([(u, e, f + 1) for u, e, f in fixed] + [(3, t2 + timedelta(minutes=50), 3)])
+    t3 = t2 + timedelta(hours=1)
+    report = sync(REG, store, views=["all_types"], now=t3, source=source)
+    assert report.keys_written == 40
+    lag = lag_state(store, "all_types")
+    assert lag["write_lag_rows"] == "1" and 600 <= float(lag["write_lag_max_s"]) < 660
+
+
+def test_the_writer_maps_newer_versions_back_to_each_batch_across_calls_and_dropped_rows(store):
+    view = REG.view("all_types")
+    base = utc_now().replace(microsecond=0)
+
+    def batch(rows: list[tuple[int, int | None, int]]) -> pa.Table:  # (user, minutes ago or None, f_int)
+        data = [{"user_id": u, "__event_ts": None if m is None else base - timedelta(minutes=m), "f_int": f}
+                for u, m, f in rows]
+        schema = pa.schema([TYPES_SCHEMA.field("user_id")] + [TYPES_SCHEMA.field(f.name) for f in view.features]
+                           + [pa.field("__event_ts", pa.timestamp("us")), pa.field("__created_ts", pa.timestamp("us"))])
+        return pa.Table.from_pylist(data, schema)
+
+    first = batch([(1, 10, 1), (2, None, 2), (3, 10, 3), (4, 10, 4)])
+    # Newer (5, 6: no key; 1: later event), expired on arrival (NULL event ts), older (3), a same-version
+    # rewrite (4), unchanged (1 again, after its newer row), and a newer row in a later call (7).
+    second = batch([(5, 5, 5), (2, None, 2), (1, 5, 1), (3, 20, 3), (4, 10, 40), (6, 5, 6), (1, 5, 1), (7, 1, 7)])
+    with BatchWriter(store, view, rows_per_call=2) as writer:
+        writer.submit(first)
+        writer.submit(second)
+    results = writer.acknowledged()
+    assert [r.newer.tolist() for r in results] == [[0, 2, 3], [0, 2, 5, 7]]
+    assert [(r.written, r.skipped_older, r.unchanged, r.expired_on_arrival) for r in results] == [(3, 0, 0, 1),
+                                                                                                  (5, 1, 1, 1)]
+    total = results[0]
+    total += results[1]  # laid end to end
+    assert total.newer.tolist() == [0, 2, 3, 4, 6, 9, 11] and total.answered >= results[0].answered > 0
 
 
 def data_keys(url: str) -> dict:

@@ -38,12 +38,15 @@ from feature_store.materialize import sync
 from feature_store.monitor import (
     DEFAULT_THRESHOLDS,
     MIN_SAMPLES,
+    MonitorRun,
+    ViewResult,
     history_dir,
     ks_statistic,
     psi_categorical,
     psi_numeric,
     read_history,
     run_monitors,
+    write_history,
 )
 from feature_store.online import OnlineStore, get_online_features
 from feature_store.registry import Registry
@@ -58,6 +61,7 @@ ANCHOR = (datetime.now(timezone.utc) + timedelta(days=2)).replace(hour=12, minut
                                                                    tzinfo=None)
 NOW = ANCHOR + timedelta(minutes=10)  # the monitors' time in the clean runs
 READ_AT = ANCHOR + timedelta(minutes=5)  # when the logged reads were served
+TARGET = "dev"  # the example profile's target: whose serving log and history the runs read and write
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +134,7 @@ def serve(registry: Registry, store: OnlineStore, reads: dict[str, list[dict]], 
 
 def land(landing: Path, log: pa.Table, name: str = "test") -> None:
     """``log`` where the drain lands the serving log, for read_log and the dbt source."""
-    folder = servinglog.log_dir(landing) / f"date={READ_AT:%Y-%m-%d}"
+    folder = servinglog.log_dir(landing, TARGET) / f"date={READ_AT:%Y-%m-%d}"
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(log, folder / f"{name}.parquet")
 
@@ -184,11 +188,35 @@ def test_statistics_see_shifts_and_not_noise():
     counts = rng.poisson(1.0, 5000).astype(float)
     assert psi_numeric(counts, rng.poisson(1.0, 800).astype(float)) < DEFAULT_THRESHOLDS["psi_warn"]
     assert psi_numeric(counts, rng.poisson(2.5, 800).astype(float)) >= DEFAULT_THRESHOLDS["psi_alert"]
+    # A binary feature at a 5% base rate, and a constant: the majority value is a bin of its own,
+    # so its share moving (or the constant changing) shows.
+    rare = (rng.random(5000) < 0.05).astype(float)
+    assert psi_numeric(rare, (rng.random(800) < 0.05).astype(float)) < DEFAULT_THRESHOLDS["psi_warn"]
+    assert psi_numeric(rare, (rng.random(800) < 0.5).astype(float)) >= DEFAULT_THRESHOLDS["psi_alert"]
+    assert psi_numeric(np.full(1000, 5.0), np.full(300, 5.0)) == 0
+    assert psi_numeric(np.full(1000, 5.0), np.full(300, 7.0)) >= DEFAULT_THRESHOLDS["psi_alert"]
     cats = rng.choice(["a", "b", "c"], 5000, p=[0.5, 0.3, 0.2])
     assert psi_categorical(cats, rng.choice(["a", "b", "c"], 800, p=[0.5, 0.3, 0.2])) < DEFAULT_THRESHOLDS["psi_warn"]
     # A category that never occurred offline is an empty offline bin, not a crash or an infinity.
     new = psi_categorical(cats, rng.choice(["a", "b", "d"], 800, p=[0.5, 0.3, 0.2]))
     assert DEFAULT_THRESHOLDS["psi_alert"] <= new < 100
+
+
+def test_each_dbt_target_keeps_its_own_history(tmp_path):
+    """Runs against dev and prod appended to one landing folder are read back apart."""
+    def run(view: str, lag_s: float) -> MonitorRun:
+        result = ViewResult(view=view, online=False, freshness_sla=timedelta(hours=1),
+                            offline_lag=timedelta(seconds=lag_s), offline_level="ok")
+        return MonitorRun(run_at=NOW, now=NOW, offline_window=(ANCHOR, NOW), online_window=(ANCHOR, NOW),
+                          views=[result], features=[])
+
+    dev = write_history(run("dev_view", 60), tmp_path, target="dev")
+    prod = write_history(run("prod_view", 120), tmp_path, target="prod")
+    assert dev.parent.parent == history_dir(tmp_path, "dev") and dev.parent.parent.name == "target=dev"
+    assert prod.parent.parent == tmp_path / "_fstore" / "monitor_history" / "target=prod"
+    assert read_history(tmp_path, target="dev").column("view").to_pylist() == ["dev_view"]
+    assert read_history(tmp_path, target="prod").column("value").to_pylist() == [120.0]
+    assert read_history(tmp_path, target="ci").num_rows == 0
 
 
 # -- end to end ---------------------------------------------------------------------------------
@@ -258,9 +286,17 @@ def test_stale_data_and_late_writes_alert(registry, redis_url, landing):
     later = ANCHOR + timedelta(days=3)
     s = OnlineStore.for_registry(registry, url=redis_url)
     try:
-        # The first sync in days: what it writes reached Redis days after it happened.
+        # A first deploy writes history: old by nature, not measured, so it does not alert.
+        report = sync(registry, s, now=ANCHOR - timedelta(days=2))
+        assert report.ok, report.failed
+        first = run_monitors(registry, landing, now=ANCHOR - timedelta(days=2), store=s, skew=False)
+        txns = next(v for v in first.views if v.view == "txn_features")
+        assert txns.write_level == "not checked" and txns.write_lag[0].rows == 0
+        assert any("the sync read the view in full" in n for n in txns.notes), txns.notes
+        # Then syncs stopped for days: the next one writes rows days after they happened.
         report = sync(registry, s, now=later)
         assert report.ok, report.failed
+        assert report.views["txn_features"].mode == "incremental"
         run = run_monitors(registry, landing, now=later, store=s, skew=False)
     finally:
         s.close()
@@ -280,8 +316,11 @@ def test_push_records_its_write_lag(registry, store):
     from feature_store.push import push_rows
 
     at = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
-    rows = [{"user_id": 7, "event_ts": (at - timedelta(seconds=s)).isoformat(), "txn_velocity_60s": 1,
-             "txn_amount_1h_sum": "3.50"} for s in (30, 60, 90)]
+    # Three new card holders (no key online: newer versions), and an older row of one of them,
+    # which is not written, so not measured.
+    rows = [{"user_id": 900_000 + i, "event_ts": (at - timedelta(seconds=s)).isoformat(), "txn_velocity_60s": 1,
+             "txn_amount_1h_sum": "3.50"} for i, s in enumerate((30, 60, 90, 300), start=1)]
+    rows[3]["user_id"] = 900_001
     push_rows(registry, store, "user_txn_features", rows, landing_dir=registry.project_dir / "push-lag")
     pushed = next(w for w in read_write_lag(store, "user_txn_features") if w.source == "push")
     assert pushed.rows == 3 and 85 <= pushed.max_s <= 120 and 55 <= pushed.p95_s <= pushed.max_s
@@ -318,9 +357,9 @@ def test_cli_exit_status_json_and_history(registry, store, project, landing, red
     assert view["freshness_sla"] == "26h" and view["offline_lag_s"] == pytest.approx(12 * 3600 + 600)
 
     # Two runs, two files in the history; dbt's model reads both.
-    files = sorted(history_dir(landing).glob("date=*/*.parquet"))
+    files = sorted(history_dir(landing, TARGET).glob("date=*/*.parquet"))
     assert len(files) == 2
-    history = read_history(landing)
+    history = read_history(landing, target=TARGET)
     assert set(history.column("level").to_pylist()) >= {"ok", "alert"}
     basket = history.filter(pc.and_(pc.equal(history["feature"], "user_avg_basket_30d"),
                                             pc.equal(history["metric"], "ks")))

@@ -29,6 +29,7 @@ from feature_store.errors import FeatureStoreError, OnlineStoreError, WarehouseE
 from feature_store.materialize import sync
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
 from feature_store.push import PushRejected, PushResult, default_landing_dir, push_rows
+from feature_store.writelag import PUSH_WINDOW, push_lag_key, read_write_lag
 from online_support import MemorySource, make_registry, make_tables, utc_now
 
 pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings("ignore:feature .* is deprecated:FutureWarning")]
@@ -231,6 +232,53 @@ def test_a_retried_push_is_idempotent(store, landing, now):
     assert sum(pq.read_table(p).num_rows for p in files) == 5
 
 
+# -- the write lag a push records (fstore monitor) ---------------------------------------------
+
+
+def test_a_push_records_the_write_lag_of_the_rows_it_wrote_as_newer_versions(store, landing, now):
+    mark_synced(store, "user_txn_features")
+    key = push_lag_key(store, "user_txn_features")
+    client = redis.Redis.from_url(store.url)
+    at = utc_now()
+    rows = [txn(u, now - timedelta(seconds=60 * u)) for u in (1, 2, 3)]
+    push_rows(REG, store, "user_txn_features", rows, landing_dir=landing)
+    pushed = next(w for w in read_write_lag(store, "user_txn_features") if w.source == "push")
+    assert pushed.rows == 3 and 180 <= pushed.max_s < (utc_now() - now).total_seconds() + 180
+    # The list expires a window after the last push: a view no longer pushed loses it.
+    assert PUSH_WINDOW.total_seconds() - 60 < client.ttl(key) <= PUSH_WINDOW.total_seconds()
+    # A retry (unchanged), an older row (skipped), a row past the ttl (not sent) and a same-version
+    # rewrite are not lateness: nothing is added. A newer row is.
+    push_rows(REG, store, "user_txn_features", rows, landing_dir=landing)
+    push_rows(REG, store, "user_txn_features", [txn(1, now - timedelta(seconds=90))], landing_dir=landing)
+    push_rows(REG, store, "user_txn_features", [txn(4, now - timedelta(minutes=30))], landing_dir=landing)
+    push_rows(REG, store, "user_txn_features", [txn(2, now - timedelta(seconds=120), velocity=9)],
+              landing_dir=landing)
+    assert client.llen(key) == 3
+    push_rows(REG, store, "user_txn_features", [txn(1, now - timedelta(seconds=5))], landing_dir=landing)
+    entries = [item.decode().split(",") for item in client.lrange(key, 0, -1)]
+    assert len(entries) == 4 and 5 <= float(entries[0][1]) < (utc_now() - now).total_seconds() + 5
+    assert all(at.replace(tzinfo=timezone.utc).timestamp() - 1 <= float(e[0]) for e in entries)
+    client.close()
+
+
+def test_the_monitor_reads_only_the_pushes_of_the_last_window(store, landing, now):
+    mark_synced(store, "user_txn_features")
+    key = push_lag_key(store, "user_txn_features")
+    client = redis.Redis.from_url(store.url)
+    # An old backfill push, a day and an hour ago, with lags of days, still in the list.
+    old = (utc_now() - PUSH_WINDOW - timedelta(hours=1)).replace(tzinfo=timezone.utc).timestamp()
+    client.lpush(key, *[f"{old:.3f},{3 * 86400 + i:.3f}" for i in range(50)])
+    assert [w for w in read_write_lag(store, "user_txn_features") if w.source == "push"] == []
+    push_rows(REG, store, "user_txn_features", [txn(1, now - timedelta(seconds=30))], landing_dir=landing)
+    pushed = next(w for w in read_write_lag(store, "user_txn_features") if w.source == "push")
+    assert pushed.rows == 1 and pushed.max_s < 120  # the backfill's days no longer count
+    assert client.llen(key) == 51  # still stored until trimmed or expired, but not judged
+    # Judged as of two hours ago, the backfill is inside the window and the new push not yet made.
+    earlier = read_write_lag(store, "user_txn_features", now=utc_now() - timedelta(hours=2))
+    assert next(w for w in earlier if w.source == "push").rows == 50
+    client.close()
+
+
 # -- landing: atomic, durable, ordered before the online write ---------------------------------
 
 
@@ -347,9 +395,10 @@ def test_pushed_rows_are_online_now_and_in_training_sets_after_the_next_build(pr
     from feature_store import FeatureStore
 
     now = utc_now().replace(microsecond=0)
-    # Both builds land the same computed rows, the seeds' last moment a little after the pushes:
-    # the example's data test refuses rows later than the data's own "now".
-    pinned = ["--vars", f'{{shift_seeds_to: "{(now + timedelta(minutes=2)).isoformat(sep=" ")}"}}']
+    # Both builds land the same computed rows, the seeds' last moment at `now`: after the pushes
+    # (the example's data test refuses rows later than the data's own "now"), and before the first
+    # sync, so the last sync finds no computed row it has not written, however slow the builds.
+    pinned = ["--vars", f'{{shift_seeds_to: "{now.isoformat(sep=" ")}"}}']
     run_dbt(project_copy, "build", *pinned)
     fs = FeatureStore(project_copy, redis_url=redis_url)
     registry = fs.registry

@@ -39,6 +39,7 @@ from feature_store.materialize import sync
 from feature_store.online import FieldStatus, OnlineStore, get_online_features
 from feature_store.registry import Registry
 from feature_store.warehouse.duckdb import connect as connect_duckdb
+from feature_store.writelag import read_write_lag
 
 pytestmark = [pytest.mark.dbt, pytest.mark.redis,
               pytest.mark.filterwarnings("ignore:feature .* is deprecated:FutureWarning")]
@@ -201,8 +202,13 @@ def test_2_feature_sql_edit_reaches_redis_without_full_refresh(scenario):
         scenario.dbt("run", "--select", "user_order_features")
         assert scenario.query(stamps) == before, "the edit was meant to keep event_ts and computed_at"
 
-        T, _ = scenario.sync()
+        T, report = scenario.sync()
         scenario.check(T)
+        # Rewritten at the same versions, hours after their event times: a fix, not lateness.
+        assert report.views["user_order_features"].mode == "incremental"
+        assert report.views["user_order_features"].keys_written > 0
+        lag = next(w for w in read_write_lag(scenario.store, "user_order_features") if w.source == "sync")
+        assert (lag.rows, lag.p95_s, lag.note) == (0, None, "the sync wrote no row as a newer version")
 
         users = list(scenario.baseline)
         now = scenario.read("user_order_features", users, T, apply_fallbacks=False).to_dict()["user_avg_basket_30d"]
@@ -233,9 +239,15 @@ def test_3_late_row_is_served(scenario):
                          + f"{last_id + 1},{user},{seed_ts:%Y-%m-%d %H:%M:%S},12.34,grocery,true\n")
         scenario.dbt("build", "--select", "transactions", "user_txn_features")
 
-        T, _ = scenario.sync()
+        T, report = scenario.sync()
         assert T - event_ts < view.ttl, "the late row must still be live at the sync"
         scenario.check(T)
+        # The late row is the write lag's one row: written at T, minutes after it happened (a
+        # measure of rows timed after the last sync would never see it).
+        assert report.views[view.name].mode == "incremental"
+        lag = next(w for w in read_write_lag(scenario.store, view.name) if w.source == "sync")
+        late_by = (T - event_ts).total_seconds()
+        assert lag.rows == 1 and late_by <= lag.p95_s == lag.max_s < late_by + 120, lag
 
         got = scenario.read(view.name, [user], T, apply_fallbacks=False)
         values, statuses = got.to_dict(), got.statuses

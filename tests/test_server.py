@@ -509,6 +509,37 @@ def test_tokens_document_forms(tmp_path):
             load_auth(path, environ={})
 
 
+def test_the_serving_log_flush_outlives_any_failure(caplog):
+    """The server's periodic flush logs an unexpected error (once while it repeats) and keeps going."""
+    import asyncio
+
+    from feature_store.server import send_serving_log_forever
+
+    class Flaky:
+        calls = 0
+
+        async def aflush_serving_log(self) -> int:
+            self.calls += 1
+            if self.calls <= 3:
+                raise ValueError("not a Redis error")
+            return 0
+
+    store = Flaky()
+
+    async def go() -> None:
+        task = asyncio.create_task(send_serving_log_forever(store, every=0.001))  # type: ignore[arg-type]
+        while store.calls < 6 and not task.done():
+            await asyncio.sleep(0.001)
+        assert not task.done(), "the flush task died"
+        task.cancel()
+
+    with caplog.at_level("INFO", logger="feature_store.server"):
+        asyncio.run(asyncio.wait_for(go(), 10))
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "ValueError: not a Redis error" in warnings[0].getMessage()
+    assert any("works again" in r.getMessage() for r in caplog.records)
+
+
 def test_feature_service_and_reload_keep_requests_in_flight(built_project, redis_main, tmp_path):
     project = tmp_path / "project"
     shutil.copytree(built_project, project, ignore=shutil.ignore_patterns("*.duckdb*", "logs"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,10 +22,11 @@ import threading
 import time
 import warnings
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis
@@ -34,7 +36,7 @@ from online_support import make_registry, utc_now
 from test_online import ORDER_TYPES, TXN_TYPES, rows
 
 from feature_store import audit, online, servinglog
-from feature_store.errors import OnlineStoreError
+from feature_store.errors import ManifestError, OnlineStoreError
 from feature_store.online import FieldStatus, OnlineStore, get_online_features, get_online_features_async
 from feature_store.writer import write_rows
 
@@ -130,12 +132,14 @@ def test_counters_count_entity_rows_per_feature_day_and_client(store, raw, now):
                      "batch-job\tuser_txn_features:txn_amount_10m": 1}
     assert counters(raw, day_key(store, yesterday)) == {"scorer\tuser_order_features:user_7d_orders": 1}
     assert [audit.split_field(f) for f in sorted(today)][0] == ("batch-job", "user_txn_features:txn_amount_10m")
-    # Kept the retention from this process's first read of the day, then not touched again.
+    # Kept the retention; and given it again with each batch of counts, so a hash Redis lost
+    # and a HINCRBY made anew (a restart, a failover) expires all the same.
     ttl = raw.ttl(day_key(store, now))
     assert audit.RETENTION_DAYS * 86_400 - 60 < ttl <= audit.RETENTION_DAYS * 86_400
-    raw.persist(day_key(store, now))
+    raw.delete(day_key(store, now))
     get_online_features(REG, store, TXN, USERS[:1], now=now)
-    assert raw.ttl(day_key(store, now)) == -1  # once per process and day: no EXPIRE on every read
+    assert counters(raw, day_key(store, now)) == {"scorer\tuser_txn_features:txn_amount_10m": 1}
+    assert audit.RETENTION_DAYS * 86_400 - 60 < raw.ttl(day_key(store, now)) <= audit.RETENTION_DAYS * 86_400
 
 
 def test_a_feature_requested_twice_counts_once_per_row(store, raw, now):
@@ -394,9 +398,16 @@ def logged_reads(store: OnlineStore, now: datetime, reads: int = 5) -> list[dict
     return want
 
 
-def landed(landing: Path) -> list[dict]:
-    table = servinglog.read_log(landing)
+def landed(landing: Path, target: str = "dev") -> list[dict]:
+    """Every row of ``target``'s serving log landed under ``landing`` (REG's target is dev)."""
+    table = servinglog.read_log(landing, target=target)
     return table.to_pylist()
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    """A stream id as Redis orders them: (ms, seq) as numbers, so ...-10 comes after ...-9."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
 
 
 def test_drain_round_trip_equals_what_was_read(store, raw, now, tmp_path):
@@ -412,16 +423,17 @@ def test_drain_round_trip_equals_what_was_read(store, raw, now, tmp_path):
     assert sorted(as_read, key=repr) == sorted(want, key=repr)
     assert {row["served_at"].replace(tzinfo=None) for row in got} == {now}
     ids = [i for i, _ in stream(raw, store)]
-    assert len(ids) == 1 and ids[0] == max(row["id"] for row in got)  # the last landed entry stays, as a marker
-    files = sorted(servinglog.log_dir(tmp_path).glob("date=*/*.parquet"))
-    assert all(f.parent.name == f"date={utc_now().date().isoformat()}" for f in files)
+    # The last landed entry stays, as a marker.
+    assert len(ids) == 1 and id_key(ids[0]) == max(id_key(row["id"]) for row in got)
+    files = sorted(servinglog.log_dir(tmp_path, "dev").glob("date=*/*.parquet"))
+    assert all(f.parent.name == f"date={now.date().isoformat()}" for f in files)  # the day served
     assert all(pq.read_schema(f).remove_metadata().equals(servinglog.log_schema()) for f in files)
     again = servinglog.drain(store, tmp_path)
     assert (again.entries, again.files, again.lost_warning) == (0, 0, None)
     more = logged_reads(store, now, reads=1)
     assert servinglog.drain(store, tmp_path).entries == 4
     assert len(landed(tmp_path)) == len(want) + len(more)
-    assert servinglog.read_log(tmp_path, since=now + timedelta(microseconds=1)).num_rows == 0
+    assert servinglog.read_log(tmp_path, since=now + timedelta(microseconds=1), target="dev").num_rows == 0
 
 
 def test_an_empty_or_missing_stream_drains_nothing(store, tmp_path):
@@ -472,8 +484,8 @@ def add_entries(raw: redis.Redis, store: OnlineStore, count: int, maxlen: int | 
     return [i.decode() for i in pipe.execute()]
 
 
-def assert_exactly_once(landing: Path, ids: list[str]) -> None:
-    got = Counter(row["id"] for row in landed(landing))
+def assert_exactly_once(landing: Path, ids: list[str], target: str = "dev") -> None:
+    got = Counter(row["id"] for row in landed(landing, target))
     assert sorted(got) == sorted(ids), "lost or unknown entries"
     assert all(n == 1 for n in got.values()), f"landed twice: {[i for i, n in got.items() if n > 1][:5]}"
 
@@ -495,7 +507,7 @@ def test_a_drain_killed_by_sigkill_anywhere_loses_and_repeats_nothing(store, raw
     ids = add_entries(raw, store, 3000)
     proc = run_drain(store, tmp_path, batch=7)
     deadline = time.monotonic() + 60
-    while len(list(servinglog.log_dir(tmp_path).glob("date=*/*.parquet"))) < 20 and time.monotonic() < deadline:
+    while len(list(servinglog.log_dir(tmp_path, "dev").glob("date=*/*.parquet"))) < 20 and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
@@ -521,8 +533,8 @@ def test_any_interleaving_of_logging_drains_and_crashes_lands_each_entry_once(st
     crash: dict = {"at": None, "after": 0, "files": 0}
     real = landing_module.write_parquet_durably
 
-    def write_then_maybe_crash(table, final):
-        path = real(table, final)
+    def write_then_maybe_crash(table, final, **kwargs):
+        path = real(table, final, **kwargs)
         crash["files"] += 1
         if crash["at"] == "landed" and crash["files"] >= crash["after"]:
             raise Crash  # landed, not yet trimmed from the stream
@@ -579,6 +591,160 @@ def test_two_drains_at_once_one_fails_and_nothing_lands_twice(store, raw, tmp_pa
     other.close()
 
 
+def test_two_targets_drained_into_one_landing_folder_stay_apart(store, raw, tmp_path):
+    """dev and prod drained from one checkout share its landing folder: each target has its own
+    folder, checkpoint and reader, so neither resumes from the other's ids, warns a false loss or
+    skips (and trims away) the other's entries."""
+    prod = OnlineStore.for_registry(make_registry(target="prod"), url=store.url)
+    try:
+        prod_ids = add_entries(raw, prod, 30)  # prod's reads first: dev's ids are all greater
+        dev_ids = add_entries(raw, store, 20)
+        dev = servinglog.drain(store, tmp_path, batch=7)
+        assert (dev.entries, dev.lost_warning, dev.skipped) == (20, None, 0)
+        got = servinglog.drain(prod, tmp_path, batch=7)
+        assert (got.entries, got.lost_warning, got.skipped) == (30, None, 0)
+        assert_exactly_once(tmp_path, dev_ids, "dev")
+        assert_exactly_once(tmp_path, prod_ids, "prod")
+        assert servinglog.last_landed(tmp_path, "prod") == id_key(prod_ids[-1])
+        assert servinglog.last_landed(tmp_path, "dev") == id_key(dev_ids[-1])
+        for s, ids in ((store, dev_ids), (prod, prod_ids)):  # each stream keeps its own marker
+            assert [i for i, _ in stream(raw, s)] == [ids[-1]]
+        # More of both, drained the other way round: still apart, nothing lost, nothing twice.
+        dev_ids += add_entries(raw, store, 5)
+        prod_ids += add_entries(raw, prod, 5)
+        for s in (prod, store):
+            again = servinglog.drain(s, tmp_path)
+            assert (again.entries, again.lost_warning) == (5, None)
+        assert_exactly_once(tmp_path, dev_ids, "dev")
+        assert_exactly_once(tmp_path, prod_ids, "prod")
+        assert sorted(p.name for p in (tmp_path / "_fstore" / "serving_log").iterdir()) == ["target=dev",
+                                                                                          "target=prod"]
+        with pytest.raises(ValueError, match="dbt target 'prod', not 'dev'"):
+            servinglog.drain(prod, tmp_path, target="dev")  # would mix prod's log into dev's
+        with pytest.raises(ManifestError, match="cannot name a folder"):
+            servinglog.read_log(tmp_path, target="../prod")
+    finally:
+        prod.close()
+
+
+def test_read_log_opens_only_the_days_of_its_window_and_finds_every_row(store, raw, tmp_path):
+    """Entries served over four days, some sent late (after the next day's): each lands under the
+    day it was served, and any window reads exactly the rows a full scan filtered would give."""
+    key = servinglog.stream_key(store.prefix)
+    start = datetime(2026, 3, 1, 22, 0)
+    served = [start + timedelta(hours=3 * i, minutes=7 * i, microseconds=i) for i in range(30)]
+    order = list(range(30))
+    order[8], order[10] = order[10], order[8]  # a read of Mar 2 sent after two of Mar 3 (a late flush)
+    for i in order:
+        raw.xadd(key, {"served_at": str(online.codec.micros(served[i])), "client": "c", "view": "v",
+                       "entity": json.dumps({"user_id": i}), "event_ts": "", "features": '["f","g"]',
+                       "values": json.dumps([str(i), None]), "statuses": '["PRESENT","NOT_FOUND"]'})
+    report = servinglog.drain(store, tmp_path, batch=8)
+    assert (report.entries, report.rows, report.lost_warning) == (30, 60, None)
+    folder = servinglog.log_dir(tmp_path, "dev")
+    days = sorted(p.name for p in folder.iterdir())
+    assert days == [f"date=2026-03-0{d}" for d in range(1, 6)]
+    for path in folder.glob("date=*/*.parquet"):  # every row under the day it was served
+        got_days = {t.date().isoformat() for t in pq.read_table(path).column("served_at").to_pylist()}
+        assert got_days == {path.parent.name[len("date="):]}, path
+    everything = pa.concat_tables([pq.read_table(p) for p in sorted(folder.glob("date=*/*.parquet"))])
+    # A file that is not Parquet, on a day outside the windows below: read_log never opens it.
+    (folder / "date=2026-02-01").mkdir()
+    (folder / "date=2026-02-01" / "x.parquet").write_bytes(b"not parquet")
+
+    def rows(table) -> list[tuple]:
+        return sorted((r["id"], r["feature"], r["served_at"], r["value"]) for r in table.to_pylist())
+
+    def full_scan(since, until) -> list[tuple]:
+        def utc(t):
+            return t if t is None or t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+        return sorted((r["id"], r["feature"], r["served_at"], r["value"]) for r in everything.to_pylist()
+                      if (since is None or r["served_at"] >= utc(since))
+                      and (until is None or r["served_at"] < utc(until)))
+
+    day2, day3 = datetime(2026, 3, 2), datetime(2026, 3, 3)
+    windows = [
+        (day2, day3),  # one whole day
+        (day2 + timedelta(hours=5), day3 + timedelta(hours=13, minutes=30)),  # across midnight
+        (datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(hours=2))), day3),  # an aware bound
+        (served[10], served[11]),  # exactly one entry: since included, until excluded
+        (day3, None), (datetime(2026, 3, 1, 23), day2 - timedelta(microseconds=1)),
+        (day3 + timedelta(minutes=1), day3 + timedelta(minutes=2)),  # nothing served then
+    ]
+    for since, until in windows:
+        want = full_scan(since, until)
+        assert rows(servinglog.read_log(tmp_path, since, until, target="dev")) == want, (since, until)
+    assert len(full_scan(served[10], served[11])) == 2
+    assert [p.name for p in servinglog.day_folders(folder, day2 + timedelta(hours=5), day3)] == ["date=2026-03-02"]
+    with pytest.raises(Exception, match="(?i)parquet"):  # the unbounded read does open it
+        servinglog.read_log(tmp_path, target="dev")
+
+
+def test_a_drain_that_stalls_past_its_lease_lands_nothing_twice(store, raw, tmp_path):
+    """A drain paused between reading a batch and landing it, past its lease, while a second drain
+    takes the expired lease and lands everything: the first finds its lease gone and lands nothing."""
+    ids = add_entries(raw, store, 30)
+    stalled, resume = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def stall(report, path):
+        if not stalled.is_set():  # its first batch is read, not yet written
+            stalled.set()
+            resume.wait(10)
+
+    def first() -> None:
+        try:
+            outcome["report"] = servinglog.drain(store, tmp_path, batch=10, lease_ms=200, before_landing=stall)
+        except servinglog.DrainLocked as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert stalled.wait(10)
+    time.sleep(0.5)  # its lease runs out
+    other = OnlineStore.for_registry(REG, url=store.url)
+    try:
+        assert servinglog.drain(other, tmp_path, batch=10).entries == 30  # took the lease over
+        resume.set()
+        thread.join(10)
+        assert "report" not in outcome
+        assert re.search(r"lost its lease .* stopped before landing \S+\.parquet; 0 file", str(outcome["error"]))
+        assert_exactly_once(tmp_path, ids)
+        assert not list(tmp_path.rglob("*.tmp"))  # its written file was removed, not renamed
+        assert servinglog.drain(other, tmp_path).entries == 0  # and the lease is free again
+    finally:
+        resume.set()
+        thread.join(10)
+        other.close()
+
+
+def test_a_failed_landing_is_the_error_seen_when_redis_is_gone_for_the_release_too(tmp_path):
+    from conftest import start_redis
+
+    from feature_store.errors import WarehouseError
+
+    proc, port = start_redis(tmp_path)
+    try:
+        s = OnlineStore.for_registry(REG, url=f"redis://127.0.0.1:{port}/0", retries=1)
+        client = redis.Redis(port=port)
+        add_entries(client, s, 5)
+        client.close()
+
+        def break_both(report, path):
+            proc.terminate()  # Redis goes away, so the lease cannot be released...
+            proc.wait(10)
+            path.parent.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.write_text("a file where the day's folder goes")  # ...and the file cannot land
+
+        with pytest.raises(WarehouseError, match="cannot land the serving log"):
+            servinglog.drain(s, tmp_path / "landing", before_landing=break_both)
+        s.close()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_entries_trimmed_at_the_cap_before_a_drain_are_reported_lost(store, raw, tmp_path):
     first = add_entries(raw, store, 50)
     assert servinglog.drain(store, tmp_path).lost_warning is None
@@ -621,7 +787,7 @@ def test_drain_on_a_cluster(redis_cluster, now, tmp_path):
 
 
 @pytest.mark.dbt
-def test_the_serving_log_model_reads_the_landed_files(project_copy, store, now, monkeypatch):
+def test_the_serving_log_model_reads_the_landed_files(project_copy, store, raw, now, monkeypatch):
     import duckdb
     from conftest import run_dbt
 
@@ -642,7 +808,12 @@ def test_the_serving_log_model_reads_the_landed_files(project_copy, store, now, 
     logged_reads(store, now, reads=3)
     landing = default_landing_dir(project_copy)
     assert servinglog.drain(store, landing).entries == 12
-    run_dbt(project_copy, "build", "--select", "serving_log")
+    # Another target's log in the same landing folder: not dev's, so not in dev's model.
+    prod = OnlineStore.for_registry(make_registry(target="prod"), url=store.url)
+    add_entries(raw, prod, 4)
+    assert servinglog.drain(prod, landing).entries == 4
+    prod.close()
+    run_dbt(project_copy, "build", "--select", "serving_log")  # the profile's target: dev
     want = sorted(landed(landing), key=lambda r: (r["id"], r["feature"]))
     for row in want:
         for k in ("served_at", "event_ts"):
@@ -711,4 +882,79 @@ def test_counts_are_added_up_in_the_process_and_sent_at_most_every_counts_every(
     s.flush_serving_log()
     assert counters(raw, day_key(s, now))[field] == 30
     assert raw.info("commandstats")["cmdstat_hincrby"]["calls"] == 2  # the nine reads in one HINCRBY
+    s.close()
+
+
+
+def test_counts_added_while_other_threads_take_them_are_all_taken_once(redis_url):
+    """The bookkeeping under the reads above, at a thread switch every microsecond: every count
+    added is taken exactly once, and taking never trips over a count being added."""
+    s = OnlineStore.for_registry(REG, url=redis_url, client="threads")
+    adders, adds, taken, errors = 4, 20_000, Counter(), []
+    now_us = int(time.time() * 1e6)
+
+    def add() -> None:
+        for _ in range(adds):
+            s._count(now_us, ("a", "b"), 1)
+
+    def take(stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                commands = s._take_records(force=True)
+                taken.update({c[2]: c[3] for c in commands if c[0] == "HINCRBY"})
+        except Exception as exc:  # noqa: BLE001 - the finding
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        stop = threading.Event()
+        takers = [threading.Thread(target=take, args=(stop,)) for _ in range(2)]
+        threads = [threading.Thread(target=add) for _ in range(adders)]
+        for t in takers + threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        for t in takers:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    commands = s._take_records(force=True)
+    taken.update({c[2]: c[3] for c in commands if c[0] == "HINCRBY"})
+    assert errors == [] and taken == {"a": adders * adds, "b": adders * adds}
+    s._counts.clear()
+    s.close()
+
+def test_threads_reading_and_flushing_one_store_lose_no_count_and_fail_no_read(redis_url, raw, now, monkeypatch):
+    """Counts added by readers while another thread takes them for sending land in one batch or the next."""
+    monkeypatch.delenv("FEATURE_STORE_CLIENT", raising=False)
+    s = OnlineStore.for_registry(REG, url=redis_url, client="threads", counts_every=0.001)
+    load(s, now)
+    readers, reads, errors = 4, 300, []
+
+    def read() -> None:
+        try:
+            for _ in range(reads):
+                get_online_features(REG, s, ORDER[:1], USERS, now=now)
+        except Exception as exc:  # noqa: BLE001 - any failure of a read is the finding
+            errors.append(exc)
+
+    def flush(stop: threading.Event) -> None:
+        while not stop.is_set():
+            s.flush_serving_log()
+
+    stop = threading.Event()
+    flusher = threading.Thread(target=flush, args=(stop,))
+    flusher.start()
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    flusher.join()
+    s.flush_serving_log()
+    assert errors == [] and s.log_errors == 0
+    assert counters(raw, day_key(s, now))[f"threads\t{ORDER[0]}"] == readers * reads * len(USERS)
     s.close()

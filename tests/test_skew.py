@@ -308,7 +308,7 @@ def test_1_a_fresh_sync_serves_what_training_gets(project):
         pytest.fail(f"the project did not build and sync: {project.broken}")
     at = project.read()
     drained = servinglog.drain(project.store, project.landing)
-    log = servinglog.read_log(project.landing, at)
+    log = servinglog.read_log(project.landing, at, target=project.registry.target.name)
     assert drained.entries == 2 * len(project.users) and log.num_rows == drained.rows
     statuses = {(v, s) for v, s in zip(log.column("view").to_pylist(), log.column("status").to_pylist(), strict=True)}
     for status in ("PRESENT", "NOT_FOUND"):
@@ -350,7 +350,7 @@ def test_2_a_logic_fix_built_but_not_synced_is_found(project):
     assert res.exit_code == 1, res.output
     data = json.loads(res.stdout)
     assert data["drained"]["entries"] == 2 * len(project.users)
-    log = servinglog.read_log(project.landing, at)
+    log = servinglog.read_log(project.landing, at, target=project.registry.target.name)
     results = by_ref(audit_skew(project.registry, log, max_examples=3))
 
     fixed = results["user_order_features:user_avg_basket_30d"]
@@ -408,8 +408,8 @@ def test_3_a_row_built_after_the_sync_is_served_stale(project):
 
     at = project.read([user])
     servinglog.drain(project.store, project.landing)
-    results = by_ref(audit_skew(project.registry, servinglog.read_log(project.landing, at),
-                                views=["user_txn_features"]))
+    log = servinglog.read_log(project.landing, at, target=project.registry.target.name)
+    results = by_ref(audit_skew(project.registry, log, views=["user_txn_features"]))
     assert set(results) == {"user_txn_features:txn_velocity_60s", "user_txn_features:txn_amount_1h_sum"}
     amount = results["user_txn_features:txn_amount_1h_sum"]
     assert (amount.compared, amount.differing, amount.reasons) == (1, 1, {"stale": 1}), amount.to_dict()

@@ -78,10 +78,6 @@ class Readers:
     reads: int
     last_day: date
 
-    def clients_text(self) -> str:
-        """``scoring (1,200), notebook (34)``."""
-        return clients_text(self.clients)
-
 
 def clients_text(clients: Mapping[str, int]) -> str:
     """Clients and their reads, as ``scoring (1,200), notebook (34)``."""
@@ -89,6 +85,7 @@ def clients_text(clients: Mapping[str, int]) -> str:
 
 
 def utc_today() -> date:
+    """Today's date in UTC: the counters' days are UTC days."""
     return datetime.now(timezone.utc).date()
 
 
@@ -223,10 +220,12 @@ class DeprecationProblem:
 
     @property
     def failing(self) -> bool:
+        """Whether shipping would break its readers (``fstore deprecations`` exits 1)."""
         return self.kind in FAILING
 
     @property
     def message(self) -> str:
+        """One line for people: the feature, its readers and reads, and what to do."""
         read = (f"{self.reads:,} reads in the last {self.window_days} days (last on {self.last_day}) by "
                 f"{clients_text(self.clients)}")
         instead = f"; move them to {self.replaced_by}" if self.replaced_by else "; move them off it"
@@ -243,6 +242,7 @@ class DeprecationProblem:
                 f"{self.window_days} days: it can be removed")
 
     def to_dict(self) -> dict[str, Any]:
+        """The problem as JSON-ready data (``fstore deprecations --json``)."""
         return {
             "kind": self.kind,
             "failing": self.failing,
@@ -257,12 +257,18 @@ class DeprecationProblem:
         }
 
 
-def _feature(registry: Registry, ref: str) -> Feature | None:
+def feature_status(registry: Registry, ref: str, today: date) -> tuple[str | None, Feature | None, date | None]:
+    """Counted feature ``ref`` against ``registry`` on ``today``: its kind (:data:`REMOVED`,
+    :data:`PAST_TOMBSTONE`, :data:`DEPRECATED`, or None: current), the feature, its tombstone."""
     view_name, _, name = ref.partition(":")
     view = registry.views.get(view_name)
-    if view is None:
-        return None
-    return next((f for f in view.features if f.name == name), None)
+    feature = next((f for f in view.features if f.name == name), None) if view is not None else None
+    if feature is None:
+        return REMOVED, None, None
+    date_ = tombstone(feature)
+    if date_ is None:
+        return None, feature, None
+    return (PAST_TOMBSTONE if date_ <= today else DEPRECATED), feature, date_
 
 
 def deprecation_problems(registry: Registry, counts: Iterable[ReadCount], today: date | None = None,
@@ -280,19 +286,16 @@ def deprecation_problems(registry: Registry, counts: Iterable[ReadCount], today:
     used = readers(counts)
     problems: list[DeprecationProblem] = []
     for ref, r in used.items():
-        feature = _feature(registry, ref)
-        if feature is None:
+        kind, feature, date_ = feature_status(registry, ref, today)
+        if kind == REMOVED:
             problems.append(DeprecationProblem(REMOVED, ref, r.clients, r.reads, r.last_day, window_days=days))
-            continue
-        date_ = tombstone(feature)
-        if date_ is None:
-            continue
-        if date_ <= today:
+        elif kind == PAST_TOMBSTONE:
             problems.append(DeprecationProblem(PAST_TOMBSTONE, ref, r.clients, r.reads, r.last_day, date_,
-                                               feature.replaced_by, window_days=days))
-        else:
+                                               feature.replaced_by if feature else None, window_days=days))
+        elif kind == DEPRECATED and date_ is not None:
             problems.append(DeprecationProblem(DEPRECATED, ref, r.clients, r.reads, r.last_day, date_,
-                                               feature.replaced_by, (date_ - today).days, window_days=days))
+                                               feature.replaced_by if feature else None, (date_ - today).days,
+                                               window_days=days))
     for view in sorted(registry.views.values(), key=lambda v: v.name):
         for f in view.features:
             date_ = tombstone(f)

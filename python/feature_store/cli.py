@@ -790,17 +790,12 @@ def _audit_day(value: str | None, name: str = "--today"):
 
 
 def _audit_status(registry: Registry, ref: str, today) -> dict:
-    """A counted feature against the registry: removed, past its tombstone, deprecated, or none of these."""
-    from feature_store.audit import tombstone
+    """A counted feature against the registry, for `fstore audit`'s status column and JSON."""
+    from feature_store.audit import feature_status
 
-    view_name, _, name = ref.partition(":")
-    view = registry.views.get(view_name)
-    feature = next((f for f in view.features if f.name == name), None) if view else None
-    if feature is None:
-        return {"status": "removed", "tombstone": None, "replaced_by": None}
-    date_ = tombstone(feature)
-    status = None if date_ is None else "past_tombstone" if date_ <= today else "deprecated"
-    return {"status": status, "tombstone": date_.isoformat() if date_ else None, "replaced_by": feature.replaced_by}
+    kind, feature, date_ = feature_status(registry, ref, today)
+    return {"status": kind, "tombstone": date_.isoformat() if date_ else None,
+            "replaced_by": feature.replaced_by if feature else None}
 
 
 @main.command()
@@ -989,7 +984,7 @@ def skew(project, redis_url, since, until, views, landing_dir, no_drain, max_exa
 
         store = online_store(registry, redis_url)
         try:
-            drained = dataclasses.asdict(servinglog.drain(store, landing))
+            drained = dataclasses.asdict(servinglog.drain(store, landing, target=registry.target.name))
         except servinglog.DrainLocked as exc:  # another drain is landing it: audit what has landed
             if not as_json:
                 err.print(f"[yellow]Warning:[/yellow] not drained: {exc}", markup=True)
@@ -997,7 +992,7 @@ def skew(project, redis_url, since, until, views, landing_dir, no_drain, max_exa
             store.close()
         if drained and drained["lost_warning"] and not as_json:
             err.print(f"[yellow]Warning:[/yellow] {drained['lost_warning']}", markup=True)
-    log = servinglog.read_log(landing, start, end)
+    log = servinglog.read_log(landing, start, end, target=registry.target.name)
     if views:
         log = log.filter(pc.is_in(log.column("view"), value_set=pa.array(list(views), pa.string())))
 
@@ -1141,7 +1136,7 @@ def monitor(project, redis_url, views, now_text, landing_dir, no_drain, no_skew,
             if not no_drain:
                 progress.update(task, description="draining the serving log from Redis")
                 try:
-                    drained = servinglog.drain(store, landing)
+                    drained = servinglog.drain(store, landing, target=registry.target.name)
                     if drained.lost_warning and not as_json:
                         err.print(f"[yellow]Warning:[/yellow] {drained.lost_warning}", markup=True)
                 except servinglog.DrainLocked as exc:  # another drain is landing it: use what has landed
@@ -1152,11 +1147,11 @@ def monitor(project, redis_url, views, now_text, landing_dir, no_drain, no_skew,
                                progress=lambda step: progress.update(task, description=step))
     finally:
         store.close()
-    history_file = None if no_history else write_history(run, landing)
+    history_file = None if no_history else write_history(run, landing, target=registry.target.name)
     if report_path is not None:
         from feature_store.report import write_report
 
-        write_report(run, report_path, read_history(landing))
+        write_report(run, report_path, read_history(landing, target=registry.target.name))
     if as_json:
         _json({**run.to_dict(), "history_file": str(history_file) if history_file else None,
                "report": str(report_path) if report_path else None})
@@ -1178,9 +1173,9 @@ def _print_monitor(run, history_file: Path | None, report_path: Path | None) -> 
         return "-" if value is None else f"{value:.1%}"
 
     def secs(value: float | None) -> str:
-        from feature_store.monitor import _human
+        from feature_store.monitor import format_lag
 
-        return "-" if value is None else _human(value)
+        return "-" if value is None else format_lag(value)
 
     out.print(f"Monitors as of {run.now:%Y-%m-%d %H:%M:%S} UTC: offline sample {run.offline_window[0]:%Y-%m-%d} to "
               f"{run.offline_window[1]:%Y-%m-%d} (excluded), serving log {run.online_window[0]:%H:%M} to "

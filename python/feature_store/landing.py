@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["write_parquet_durably"]
 
 
-def write_parquet_durably(table: "pa.Table", final: Path) -> Path:
+def write_parquet_durably(table: "pa.Table", final: Path, *, before_replace: Callable[[], None] | None = None) -> Path:
     """``table`` as the Parquet file ``final``, all or nothing, on disk when this returns.
 
     Written under a temporary name that a ``*.parquet`` glob does not match (a leading dot,
@@ -27,6 +27,10 @@ def write_parquet_durably(table: "pa.Table", final: Path) -> Path:
     the new one or none, never part of one), then the folder is fsynced so the rename itself
     survives a power loss, and so is each folder this call created, in its parent. Raises
     :class:`OSError` (the temporary file removed); callers say what it means for them.
+
+    ``before_replace()`` is called once the temporary file is on disk, just before the rename:
+    whatever it raises stops the write, the temporary file removed and ``final`` untouched
+    (the serving log's drain checks there that it still holds its lease).
     """
     import pyarrow.parquet as pq
 
@@ -38,10 +42,12 @@ def write_parquet_durably(table: "pa.Table", final: Path) -> Path:
             pq.write_table(table, f)
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(temp, final)
         for directory in [folder, *(d.parent for d in created)]:
             _fsync_dir(directory)
-    except OSError:
+    except BaseException:
         temp.unlink(missing_ok=True)
         raise
     return final

@@ -41,9 +41,12 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
+
+import pyarrow as pa
 
 from feature_store.codec import EVENT_TS, naive_utc
 from feature_store.connection import is_cluster
@@ -249,7 +252,8 @@ def sync(
             f"{facts.policy}; set maxmemory-policy noeviction (or raise maxmemory) on a feature store. A sync "
             "fails when keys are evicted while it runs, and the next one rewrites what was lost")
     job = _Job(registry, store, source, now=now, start=start, end=end, chunk=chunk, full_refresh=full_refresh,
-               dry_run=dry_run, progress=progress, batch_rows=batch_rows, wait=wait, on_wait=on_wait, lease=lease)
+               dry_run=dry_run, progress=progress, batch_rows=batch_rows, wait=wait, on_wait=on_wait, lease=lease,
+               began=began)
     for view in chosen:
         vr = report.views[view.name] = ViewReport(view.name)
         view_began = time.perf_counter()
@@ -283,6 +287,13 @@ class _Job:
     wait: float
     on_wait: Callable[[str], None] | None
     lease: float
+    began: float  # time.perf_counter() when the sync started, at `now` on its clock
+
+    def _clock(self, perf: float) -> datetime:
+        """The time on the sync's clock of the ``time.perf_counter()`` reading ``perf``: its ``now``
+        plus the time since it started, so a sync run as of another time (tests, replays)
+        measures the write lag against that time."""
+        return self.now + timedelta(seconds=perf - self.began)
 
     def run(self, view: FeatureView, vr: ViewReport) -> None:
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -297,9 +308,10 @@ class _Job:
             previous, vr.reason = _previous(state, definition, before, self.full_refresh)
             vr.mode = "incremental" if previous else "full"
             vr.as_of = self.now
-            # The write lag (fstore monitor) of the rows new since the last finished sync: those
-            # timed after its as-of; every row read when there was none.
-            lag = LagRecorder(after=datetime.fromisoformat(state["as_of"]) if state.get("as_of") else None)
+            # The write lag (fstore monitor) of the rows this sync writes as newer versions than
+            # Redis held, late ones included; measured only when reading incrementally: a full
+            # read (first deploy, recovery) writes history that is old by nature.
+            lag = LagRecorder() if previous else None
             reader = self._read(vr, as_of=self.now, since=None, previous=previous)
             try:
                 vr.read = getattr(reader, "plan", "")
@@ -314,6 +326,9 @@ class _Job:
                 return
             _check_kept(self.store, view.name, before)
             fingerprints = getattr(reader, "fingerprints", None)
+            finished = self._clock(time.perf_counter())
+            lag_fields = (lag.fields(finished) if lag is not None else LagRecorder.not_measured(
+                f"not measured: the sync read the view in full ({vr.reason})", finished))
             fields: dict[str, Any] = {
                 "as_of": self.now.isoformat(sep=" "),
                 "synced_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" "),
@@ -325,7 +340,7 @@ class _Job:
                 "fingerprints": fingerprints.text if fingerprints else "",
                 "run_id": before.run_id if before else "",
                 "evicted_keys": before.evicted_keys if before else 0,
-                **lag.fields(),
+                **lag_fields,
             }
             if not self.store.save_sync_state(view.name, token, fields):
                 raise lock_lost(view.name)
@@ -377,23 +392,29 @@ class _Job:
                lag: LagRecorder | None = None) -> None:
         total = getattr(reader, "total_rows", None)
         total = None if total is None else rows_before + total
-        began = time.perf_counter()
+        # The event times of the batches submitted and not yet acknowledged, oldest first: the
+        # writer answers once per batch, in order, with the positions of its newer versions.
+        pending: deque[pa.Array | pa.ChunkedArray] = deque()
         with BatchWriter(self.store, view, definition=definition, fence=fence, dry_run=self.dry_run) as writer:
             for batch in reader:
                 vr.rows_read += batch.num_rows
-                if lag is not None:
-                    # The write time on the sync's own clock (its `now`, plus the time spent since), so a
-                    # sync run as of another time (tests, replays) measures lag against that time.
-                    lag.add(batch.column(EVENT_TS), self.now + timedelta(seconds=time.perf_counter() - began))
                 if self.dry_run and len(vr.sample) < SAMPLE_ROWS:
                     vr.sample += _sample(self.store, view, batch, SAMPLE_ROWS - len(vr.sample))
                 writer.submit(batch)
-                self._acknowledge(writer, vr, total)
-        self._acknowledge(writer, vr, total)
+                if lag is not None:
+                    pending.append(batch.column(EVENT_TS))
+                self._acknowledge(writer, vr, total, lag, pending)
+        self._acknowledge(writer, vr, total, lag, pending)
 
-    def _acknowledge(self, writer, vr: ViewReport, total: int | None) -> None:
+    def _acknowledge(self, writer, vr: ViewReport, total: int | None, lag: LagRecorder | None = None,
+                     pending: deque | None = None) -> None:
         for result in writer.acknowledged():
             vr._add(result)
+            if lag is not None and pending is not None:
+                event_ts = pending.popleft()
+                if result.newer.size:
+                    # Written when Redis answered for the batch, on the sync's clock.
+                    lag.add(event_ts.take(pa.array(result.newer)), self._clock(result.answered))
             if self.progress is not None:
                 done = vr.keys_written + vr.skipped_older + vr.unchanged + vr.expired_on_arrival
                 self.progress(vr.view, done, total)

@@ -18,8 +18,9 @@
   served as a fallback, ``IMPUTED``, did not exist: it counts as missing).
 * **Freshness**: offline lag, the run's time minus the view's latest event time, against
   ``freshness_sla``; online write lag, write time minus event time of the rows the sync
-  and pushes wrote (:mod:`feature_store.writelag`), p95 and max, warned above the SLA and
-  alerted above ``lag_factor`` times it.
+  and pushes wrote as newer versions than Redis held, late rows included (an incremental
+  sync measures, a full read does not; :mod:`feature_store.writelag`), p95 and max, warned
+  above the SLA and alerted above ``lag_factor`` times it.
 * **Skew**: the served values recomputed through the point-in-time join
   (:func:`feature_store.skew.audit_skew`), alerted above ``skew_max`` differing.
 
@@ -120,12 +121,25 @@ def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def psi_numeric(offline: np.ndarray, online: np.ndarray, bins: int = 10) -> float:
-    """PSI over ``bins`` quantile bins of the offline sample (fewer when values repeat: each distinct
-    edge once, so a count feature gets a bin per common value); the outer bins are open-ended."""
-    edges = np.unique(np.quantile(offline, np.linspace(0, 1, int(bins) + 1))[1:-1])
-    count = len(edges) + 1
-    expected = np.bincount(np.searchsorted(edges, offline, side="right"), minlength=count)
-    actual = np.bincount(np.searchsorted(edges, online, side="right"), minlength=count)
+    """PSI over ``bins`` quantile bins of the offline sample, each quantile edge (the minimum and
+    maximum too) also a bin of its own, for the values equal to it.
+
+    A value that fills several quantiles (the 0 of a count feature, the 95% majority of a
+    binary one, a constant) is then one bin instead of sharing one with the values above it,
+    where a change of its share would not show; values beyond the offline range online get
+    the open-ended outer bins. Edges hit by no value are empty on both sides and add nothing.
+    """
+    edges = np.unique(np.quantile(offline, np.linspace(0, 1, int(bins) + 1)))
+
+    def bin_of(values: np.ndarray) -> np.ndarray:
+        # Interval bins at even numbers (2i: below edge i), the edges' own at odd ones (2i + 1).
+        i = np.searchsorted(edges, values, side="left")
+        on_edge = edges[np.minimum(i, len(edges) - 1)] == values
+        return 2 * i + on_edge
+
+    count = 2 * len(edges) + 1
+    expected = np.bincount(bin_of(offline), minlength=count)
+    actual = np.bincount(bin_of(online), minlength=count)
     return _psi(expected.astype(float), actual.astype(float))
 
 
@@ -241,11 +255,11 @@ class MonitorRun:
         for v in self.views:
             sla = format_duration(v.freshness_sla)
             if v.offline_level == "alert":
-                lag = _human(v.offline_lag.total_seconds()) if v.offline_lag is not None else "no rows"
+                lag = format_lag(v.offline_lag.total_seconds()) if v.offline_lag is not None else "no rows"
                 lines.append(f"{v.view}: offline lag {lag} is over the freshness_sla {sla}")
             if v.write_level == "alert":
                 p95 = v.write_p95 or 0.0
-                lines.append(f"{v.view}: online write lag p95 {_human(p95)} is over {v.lag_factor:g} x the "
+                lines.append(f"{v.view}: online write lag p95 {format_lag(p95)} is over {v.lag_factor:g} x the "
                              f"freshness_sla {sla}")
         for f in self.features:
             t = f.thresholds
@@ -287,7 +301,7 @@ class MonitorRun:
         }
 
 
-def _human(seconds: float) -> str:
+def format_lag(seconds: float) -> str:
     """A lag for people: 42s, 13m, 5.2h, 3.1d."""
     if seconds < 120:
         return f"{seconds:.0f}s"
@@ -315,7 +329,8 @@ def run_monitors(
 ) -> MonitorRun:
     """Check drift, fill rate and freshness of ``views`` (default: every feature view); see the module docstring.
 
-    ``landing_dir`` holds the drained serving log (:func:`feature_store.servinglog.read_log`).
+    ``landing_dir`` holds the drained serving log (:func:`feature_store.servinglog.read_log`); the
+    registry's dbt target's is read.
     ``now`` (default: the clock; naive means UTC) is the time the data is judged at.
     ``store``: the online store whose recorded write lag is read (None: not checked).
     ``skew``: also run the skew audit on the online window's log. ``wait``/``on_wait``: how
@@ -334,7 +349,8 @@ def run_monitors(
     say("reading the offline sample and snapshot")
     offline = _offline(registry, chosen, offline_window, now, wait, on_wait)
     say("reading the serving log")
-    log = servinglog.read_log(landing_dir, since=online_window[0], until=online_window[1])
+    log = servinglog.read_log(landing_dir, since=online_window[0], until=online_window[1],
+                              target=registry.target.name)
 
     run = MonitorRun(run_at=run_at, now=now, offline_window=offline_window, online_window=online_window,
                      views=[], features=[])
@@ -361,7 +377,7 @@ def _offline(registry: Registry, views: list[FeatureView], window: tuple[datetim
              wait: float, on_wait: Callable[[str], None] | None) -> dict[str, tuple[pa.Table, dict[str, Any]]]:
     """Per view: the drift sample (a table of the sampled features) and the snapshot's one row (a dict)."""
     from feature_store.compiler import compile_call, macro_call
-    from feature_store.snapshot import _timestamp_sql
+    from feature_store.snapshot import timestamp_literal
     from feature_store.warehouse import open_warehouse
 
     specs = []
@@ -377,8 +393,8 @@ def _offline(registry: Registry, views: list[FeatureView], window: tuple[datetim
                                                            sample_rows=SAMPLE_ROWS)))
     out: dict[str, tuple[pa.Table, dict[str, Any]]] = {}
     with open_warehouse(registry, wait=wait, on_wait=on_wait) as wh:
-        wh.temp_view(WINDOW, f"SELECT {_timestamp_sql(window[0])} AS __fs_start, {_timestamp_sql(window[1])} "
-                             f"AS __fs_end, {_timestamp_sql(now)} AS __fs_now")
+        wh.temp_view(WINDOW, f"SELECT {timestamp_literal(window[0])} AS __fs_start, {timestamp_literal(window[1])} "
+                             f"AS __fs_end, {timestamp_literal(now)} AS __fs_now")
         for v, spec in zip(views, specs, strict=True):
             q = queries.get(v.name)
             if q is None:
@@ -420,7 +436,9 @@ def _check_view(view: FeatureView, snapshot: dict[str, Any], now: datetime, stor
     if sla is None:
         return result
     if not measured:
-        result.notes.append("no write lag recorded yet: no finished sync or push wrote new rows")
+        why = "; ".join(f"{w.source}: {w.note}" for w in result.write_lag if w.note)
+        result.notes.append("online write lag not measured: " + (
+            why or "no incremental sync has finished, and no push wrote a newer row in the last 24h"))
         return result
     levels = []
     for w in measured:
@@ -572,18 +590,20 @@ def _history_rows(run: MonitorRun) -> list[dict[str, Any]]:
     return rows
 
 
-def history_dir(landing_dir: str | Path) -> Path:
-    """Where runs are appended: ``<landing>/_fstore/monitor_history`` (the dbt model monitor_history reads it)."""
-    return Path(landing_dir) / servinglog.FSTORE_DIR / HISTORY_DIR
+def history_dir(landing_dir: str | Path, target: str) -> Path:
+    """Where the runs against dbt target ``target`` are appended: ``<landing>/_fstore/monitor_history/
+    target=<target>`` (the dbt model monitor_history of that target reads it)."""
+    return servinglog.fstore_dir(landing_dir, HISTORY_DIR, target)
 
 
-def write_history(run: MonitorRun, landing_dir: str | Path) -> Path:
-    """Append ``run`` to the history: one Parquet file, ``date=<run day>/<run time>.parquet``, all or nothing."""
+def write_history(run: MonitorRun, landing_dir: str | Path, *, target: str) -> Path:
+    """Append ``run`` (of dbt target ``target``) to its history: one Parquet file,
+    ``target=<target>/date=<run day>/<run time>.parquet``, all or nothing."""
     from feature_store.landing import write_parquet_durably
 
     table = pa.Table.from_pylist(_history_rows(run), schema=history_schema())
     at = run.run_at
-    final = history_dir(landing_dir) / f"date={at:%Y-%m-%d}" / f"{at:%Y%m%dT%H%M%S%f}.parquet"
+    final = history_dir(landing_dir, target) / f"date={at:%Y-%m-%d}" / f"{at:%Y%m%dT%H%M%S%f}.parquet"
     try:
         return write_parquet_durably(table, final)
     except OSError as exc:
@@ -591,11 +611,11 @@ def write_history(run: MonitorRun, landing_dir: str | Path) -> Path:
                              "the landing folder is writable and has space (the run's results were printed)") from None
 
 
-def read_history(landing_dir: str | Path) -> pa.Table:
-    """Every run appended so far (:func:`history_schema`), oldest first."""
+def read_history(landing_dir: str | Path, *, target: str) -> pa.Table:
+    """Every run against dbt target ``target`` appended so far (:func:`history_schema`), oldest first."""
     import pyarrow.dataset as ds
 
-    files = sorted(str(p) for p in history_dir(landing_dir).glob("date=*/*.parquet"))
+    files = sorted(str(p) for p in history_dir(landing_dir, target).glob("date=*/*.parquet"))
     if not files:
         return history_schema().empty_table()
     table = ds.dataset(files, schema=history_schema(), format="parquet").to_table()

@@ -287,7 +287,6 @@ class OnlineStore:
         self._counts: dict[tuple[int, str], int] = {}  # (day number, counter field) -> reads not sent yet
         self._counts_due = 0.0  # monotonic time from which a read sends the counts (the first read's at once)
         self._reads_keys: dict[int, str] = {}  # day number -> that day's counter hash
-        self._expiring: set[int] = set()  # days whose counter hash got its EXPIRE from this process
 
     def _client(self, timeout: float) -> "redis.Redis | RedisCluster":
         return redis_client(self.url, timeout=timeout, connect_timeout=self.connect_timeout)
@@ -343,7 +342,7 @@ class OnlineStore:
         Returns how many commands Redis took. Never raises for Redis trouble: what it carried
         is then lost and counted in :attr:`log_errors` (sending it again could count it twice).
         """
-        commands, expires = self._take_records(force=True)
+        commands = self._take_records(force=True)
         if not commands:
             return 0
         pipe = self.client.pipeline(transaction=False)
@@ -354,11 +353,11 @@ class OnlineStore:
         except (RedisError, RedisClusterException) as exc:  # close() and exit call this: it must not raise
             self._log_failed(len(commands), exc)
             return 0
-        return len(commands) - self._sent(replies, expires)
+        return len(commands) - self._sent(replies)
 
     async def aflush_serving_log(self) -> int:
         """:meth:`flush_serving_log` on :attr:`async_client` (the server's flush, every second)."""
-        commands, expires = self._take_records(force=True)
+        commands = self._take_records(force=True)
         if not commands:
             return 0
         pipe = self.async_client.pipeline(transaction=False)
@@ -369,7 +368,7 @@ class OnlineStore:
         except (RedisError, RedisClusterException) as exc:  # the server's periodic task must live on
             self._log_failed(len(commands), exc)
             return 0
-        return len(commands) - self._sent(replies, expires)
+        return len(commands) - self._sent(replies)
 
     def _xadd(self, entry: tuple) -> tuple:
         return ("XADD", servinglog.stream_key(self.prefix), "MAXLEN", "~", servinglog.DEFAULT_MAXLEN, "*", *entry)
@@ -387,21 +386,20 @@ class OnlineStore:
     def _count(self, now_us: int, fields: tuple[str, ...], n: int) -> None:
         """Add a read of ``n`` entity rows to the counts of ``fields`` on the UTC day of ``now_us``."""
         day = now_us // 86_400_000_000
-        counts = self._counts
-        with self._log_lock:
+        with self._log_lock:  # the dict too is read under the lock: _take_records swaps it for a new one
+            counts = self._counts
             if not counts:
                 _WAITING.add(self)
             for f in fields:
                 counts[day, f] = counts.get((day, f), 0) + n
 
-    def _take_records(self, force: bool = False) -> tuple[list[tuple], list[tuple[int, int]]]:
+    def _take_records(self, force: bool = False) -> list[tuple]:
         """The recording commands to send now: the counts (when due, or ``force``), as one HINCRBY per
-        (day, client, feature) and the day's EXPIRE once per process, then the waiting log entries
-        (XADD); and where each EXPIRE is among them, with its day."""
+        (day, client, feature) and an EXPIRE of each day's hash, then the waiting log entries (XADD)."""
         now = time.monotonic()
         due = bool(self._counts) and (force or now >= self._counts_due)
         if not self._log and not due:  # the common case, without the lock
-            return [], []
+            return []
         with self._log_lock:
             entries, self._log = self._log, []
             counts: dict[tuple[int, str], int] = {}
@@ -409,21 +407,15 @@ class OnlineStore:
                 counts, self._counts = self._counts, {}
                 self._counts_due = now + self.counts_every
         commands: list[tuple] = [("HINCRBY", self._day_key(day), f, n) for (day, f), n in counts.items()]
-        expires = []
-        for day in sorted({day for day, _ in counts} - self._expiring):
-            # Once per process and day (remembered once Redis took it): the hash then lives
-            # the retention past this process's first count of the day.
-            expires.append((len(commands), day))
-            commands.append(("EXPIRE", self._day_key(day), audit.RETENTION_DAYS * 86_400))
+        # With every batch of counts (at most one a second): a hash Redis lost and the next
+        # HINCRBY made again (a restart, a failover) expires all the same.
+        commands += [("EXPIRE", self._day_key(day), audit.RETENTION_DAYS * 86_400)
+                     for day in sorted({day for day, _ in counts})]
         commands += [self._xadd(entry) for entry in entries]
-        return commands, expires
+        return commands
 
-    def _sent(self, replies: list, expires: list[tuple[int, int]]) -> int:
-        """Take note of the replies to :meth:`_take_records`'s commands: failures counted, days whose
-        EXPIRE Redis took remembered. Returns how many failed."""
-        for at, day in expires:
-            if not isinstance(replies[at], Exception):
-                self._expiring.add(day)
+    def _sent(self, replies: list) -> int:
+        """Count the failures among the replies to :meth:`_take_records`'s commands; returns how many."""
         failed = [r for r in replies if isinstance(r, Exception)]
         if failed:
             self._log_failed(len(failed), failed[0])
@@ -806,7 +798,7 @@ class _Read:
     and decoding, ttl and fallbacks after it."""
 
     __slots__ = ("registry", "store", "plan", "entity_rows", "n", "now_us", "keys", "gate", "apply_fallbacks",
-                 "client", "n_read", "expires", "sending", "counted")
+                 "client", "n_read", "sending", "counted")
 
     def __init__(self, registry: Registry, store: OnlineStore, features: Iterable[str], entity_rows: list[dict],
                  full_feature_names: bool, now: datetime | None, gate: str, apply_fallbacks: bool,
@@ -821,7 +813,6 @@ class _Read:
         self.now_us = _now_us(now)
         self.keys = _keys(store, self.plan, entity_rows)
         self.n_read = (self.n + 1) * len(self.plan.views)  # the replies the read itself needs
-        self.expires: list[tuple[int, int]] = []  # the recording's EXPIREs: (position after the read's, day)
         self.sending = 0
         self.counted = False
 
@@ -846,7 +837,7 @@ class _Read:
         if not self.counted:  # once, whatever the attempts
             self.counted = True
             store._count(self.now_us, self.plan.counter_fields(self.client), self.n)
-        records, self.expires = store._take_records()
+        records = store._take_records()
         self.sending = len(records)  # a retried attempt sends none of them again: never twice
         for record in records:
             command(*record)
@@ -859,7 +850,7 @@ class _Read:
             if isinstance(reply, Exception):
                 raise reply
         if len(replies) > n_read:
-            self.store._sent(replies[n_read:], self.expires)
+            self.store._sent(replies[n_read:])
         return replies
 
     def _unsent(self) -> None:

@@ -48,14 +48,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from feature_store import codec
 from feature_store.errors import ManifestError, OnlineStoreError, PushRejected, UnknownFeatureView, WarehouseError
 from feature_store.landing import write_parquet_durably
 from feature_store.registry import FeatureView, Registry, _did_you_mean, _read_yaml, format_duration, type_kind
 from feature_store.writelag import record_push_lag
-from feature_store.writer import write_rows
+from feature_store.writer import WriteResult, write_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from feature_store.online import OnlineStore
@@ -129,7 +128,7 @@ def push_rows(registry: Registry, store: "OnlineStore", view_name: str, rows: li
         return PushResult(rows=0, written=0, unchanged=0, older=0, landed=[])
     landed = _land(view, checked, Path(landing_dir))
     result = write_rows(store, view, _online_rows(view, checked))
-    _record_lag(store, view, checked)
+    _record_lag(store, view, checked, result)
     return PushResult(rows=len(rows), written=result.written, unchanged=result.unchanged,
                       older=result.skipped_older + result.expired_on_arrival, landed=[str(p) for p in landed])
 
@@ -358,18 +357,18 @@ def _online_rows(view: FeatureView, table: pa.Table) -> pa.Table:
     return table.rename_columns([names.get(c, c) for c in table.column_names])
 
 
-def _record_lag(store: "OnlineStore", view: FeatureView, table: pa.Table) -> None:
-    """Record the write lag of the rows Redis accepts (within the ttl) for ``fstore monitor``.
+def _record_lag(store: "OnlineStore", view: FeatureView, table: pa.Table, result: WriteResult) -> None:
+    """Record for ``fstore monitor`` the write lag of the rows this push wrote as newer versions
+    than Redis held (``result.newer``, positions in ``table``): not a retry's unchanged rows, not
+    older ones, not those past the ttl (never sent).
 
     The rows are durable in both stores by now: a monitoring aid that cannot be recorded
     (Redis gone a moment later) must not fail a push the client would then retry for nothing.
     """
+    if not result.newer.size:
+        return
     written_at = datetime.now(timezone.utc).replace(tzinfo=None)
-    events = table.column(view.timestamp)
-    if view.ttl is not None:
-        oldest = written_at - view.ttl
-        cutoff = pa.scalar(oldest if pa.types.is_timestamp(events.type) else oldest.date(), events.type)
-        events = events.filter(pc.greater_equal(events, cutoff))
+    events = table.column(view.timestamp).take(pa.array(result.newer))
     try:
         record_push_lag(store, view.name, events, written_at)
     except OnlineStoreError:

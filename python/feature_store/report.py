@@ -150,7 +150,7 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 def render_report(run: "MonitorRun", history: pa.Table | None = None) -> str:
     """The report of ``run`` as one HTML document (``history``: the monitor history, for freshness over time)."""
-    from feature_store.monitor import _human, history_schema
+    from feature_store.monitor import format_lag, history_schema
 
     history = history if history is not None else history_schema().empty_table()
     e = html.escape
@@ -169,9 +169,9 @@ def render_report(run: "MonitorRun", history: pa.Table | None = None) -> str:
     parts.append("<h2>Freshness</h2><table><tr><th>view</th><th>SLA</th><th>offline lag</th><th>write lag p95 "
                  "(max)</th><th>level</th></tr>")
     for v in run.views:
-        writes = ", ".join(f"{w.source} {_human(w.p95_s)} ({_human(w.max_s or 0)})"
+        writes = ", ".join(f"{w.source} {format_lag(w.p95_s)} ({format_lag(w.max_s or 0)})"
                            for w in v.write_lag if w.p95_s is not None) or "-"
-        lag = _human(v.offline_lag.total_seconds()) if v.offline_lag is not None else "-"
+        lag = format_lag(v.offline_lag.total_seconds()) if v.offline_lag is not None else "-"
         sla = e(str(v.to_dict()["freshness_sla"] or "-"))
         parts.append(f"<tr><td>{e(v.view)}</td><td>{sla}</td><td>{lag}</td><td>{e(writes)}</td>"
                      f"<td>{_badge(v.level)}</td></tr>")

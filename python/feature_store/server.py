@@ -231,6 +231,28 @@ def deprecation_headers(features: Iterable[Feature]) -> dict[str, str] | None:
     return {"Deprecation": f"@{int(at.timestamp())}", "Sunset": format_datetime(at, usegmt=True)}
 
 
+async def send_serving_log_forever(store: OnlineStore, every: float = 1.0) -> None:
+    """Every ``every`` seconds, ``store.aflush_serving_log()``: a quiet server still delivers what reads sampled.
+
+    Redis trouble is counted by the flush itself; anything else it raises is logged (once while
+    it repeats) and the next round tries again: the task lives as long as the server.
+    """
+    failing: str | None = None
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await store.aflush_serving_log()
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+            message = f"{type(exc).__name__}: {exc}"
+            if message != failing:
+                log.warning("sending the serving log failed, trying again every %gs: %s", every, message)
+            failing = message
+            continue
+        if failing is not None:
+            log.info("sending the serving log works again")
+            failing = None
+
+
 def _stamp(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_mtime_ns, st.st_size
@@ -289,9 +311,7 @@ class _Server:
 
     async def send_serving_log(self) -> None:
         """Every second, send the serving-log entries that reads sampled and no later read carried."""
-        while True:
-            await asyncio.sleep(1.0)
-            await self.store.aflush_serving_log()
+        await send_serving_log_forever(self.store)
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:

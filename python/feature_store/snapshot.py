@@ -149,7 +149,7 @@ def snapshot(
     long to wait for a ``dbt build`` that holds a DuckDB file, and how to say so.
     """
     view = registry.view(view_name)
-    as_of_sql = _timestamp_sql(as_of)
+    as_of_sql = timestamp_literal(as_of)
     if previous is not None:
         parts = previous[0].parts
     else:
@@ -169,7 +169,7 @@ def snapshot(
         fingerprints = None
         if since is not None:
             changed_col = view.created_timestamp or view.timestamp
-            since_sql = _timestamp_sql(since)
+            since_sql = timestamp_literal(since)
             # A row known before the chunk but with an event time inside it was not live then.
             where.append(f"({q(changed_col)} > {since_sql} OR {q(view.timestamp)} > {since_sql})")
             plan = f"rows changed after {since_sql[10:]}"
@@ -186,9 +186,9 @@ def snapshot(
                 else:
                     in_changed = (f"mod({entity_hash}, {parts}) IN ({', '.join(map(str, changed))})"
                                   if changed else "1 = 0")
-                    where.append(f"({in_changed} OR {q(view.timestamp)} > {_timestamp_sql(old_as_of)})")
+                    where.append(f"({in_changed} OR {q(view.timestamp)} > {timestamp_literal(old_as_of)})")
                     plan = (f"{len(changed)} of {parts} partitions changed, and rows timed after "
-                            f"{_timestamp_sql(old_as_of)[10:]}")
+                            f"{timestamp_literal(old_as_of)[10:]}")
 
         # The entities to read, found once (one scan) and counted: the sync's ETA. Row ids
         # must be unique: the join may match its per-view results back on them.
@@ -251,6 +251,6 @@ def _changed_parts(old: Fingerprints, new: Fingerprints) -> list[int]:
     return np.flatnonzero(before != after).tolist()
 
 
-def _timestamp_sql(value: datetime) -> str:
+def timestamp_literal(value: datetime) -> str:
     """A SQL TIMESTAMP literal of ``value`` in naive UTC (standard SQL: every engine reads it)."""
     return f"TIMESTAMP '{naive_utc(value).isoformat(sep=' ')}'"

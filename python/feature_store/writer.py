@@ -32,7 +32,9 @@ read-then-write in the client, which races with a concurrent writer.)
 
 :class:`BatchWriter` sends on a background thread with its own pipeline, so the next batch
 is read and encoded while Redis runs the script on the previous one. Counts come back
-per batch, in order, only once Redis has answered for every row of the batch.
+per batch, in order, only once Redis has answered for every row of the batch, with the
+positions in the batch of the rows written as a newer version than Redis held (what the
+write lag of :mod:`feature_store.writelag` is measured on).
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,7 +82,12 @@ SPELLED_OUT_FIELDS = 100
 #          view's definition digest, then per row: the null mask when has_mask ("" = no
 #          NULLs, else one "0"/"1" per field) and one value per field (NULLs as ""), in
 #          the order of @FIELDS@; field 1 is __event_ts.
-# Returns {written, skipped_older, skipped_unchanged}.
+# Returns {written, skipped_older, skipped_unchanged, newer}: the counts, then the rows
+#          written as a newer version than Redis held (no key, or a greater (event ts,
+#          created ts); not a same-version rewrite) as runs of row positions in this
+#          call, 1-based, {first, last, first, last, ...}: {} none, {1, 500} all of 500
+#          rows, {3, 3, 7, 9} rows 3, 7, 8 and 9. The write lag (feature_store.writelag)
+#          is measured on these rows.
 #
 # Speed notes: the field names are constants in the script text, and the common case
 # (no NULL in the row, up to SPELLED_OUT_FIELDS fields) calls HSET with its arguments
@@ -115,36 +123,46 @@ local function same(key, v, mask)
   return true
 end
 
--- 1: write (newer, or the same version with other content), 0: older, 2: unchanged.
--- At the same event time the created timestamp decides; NULL ("") is older than any value.
+-- 'newer' (no key, or a greater version) and 'rewrite' (the same version with other
+-- content) are written; 'older' and 'unchanged' are not. At the same event time the
+-- created timestamp decides; NULL ("") is older than any value.
 local function verdict(key, v, mask)
   local old = redis.call('HMGET', key, '__event_ts', '__created_ts')
-  if not old[1] then return 1 end
+  if not old[1] then return 'newer' end
   local e, old_e = tonumber(ARGV[v + 1]), tonumber(old[1])
-  if e ~= old_e then return e > old_e and 1 or 0 end
+  if e ~= old_e then return e > old_e and 'newer' or 'older' end
   local c, old_c = has_created and tonumber(ARGV[v + 2]) or nil, tonumber(old[2] or '')
   if c ~= old_c then
-    if c == nil then return 0 end
-    if old_c == nil then return 1 end
-    return c > old_c and 1 or 0
+    if c == nil then return 'older' end
+    if old_c == nil then return 'newer' end
+    return c > old_c and 'newer' or 'older'
   end
-  return same(key, v, mask) and 2 or 1
+  return same(key, v, mask) and 'unchanged' or 'rewrite'
 end
 
 local stride = has_mask and nf + 1 or nf
 local written, older, unchanged = 0, 0, 0
+local newer = {}                           -- runs of 'newer' rows: first, last, first, last, ...
 for i = 2, #KEYS do
   local key = KEYS[i]
   local b = 6 + (i - 2) * stride           -- the row's first argument
   local v = has_mask and b or b - 1        -- value j is ARGV[v + j]
   local mask = has_mask and ARGV[b] or ''
   local decided = verdict(key, v, mask)
-  if decided == 0 then
+  if decided == 'older' then
     older = older + 1
-  elseif decided == 2 then
+  elseif decided == 'unchanged' then
     unchanged = unchanged + 1
   else
     written = written + 1
+    if decided == 'newer' then
+      local row, n = i - 1, #newer
+      if n > 0 and newer[n] == row - 1 then
+        newer[n] = row                     -- extends the current run
+      else
+        newer[n + 1], newer[n + 2] = row, row
+      end
+    end
     if not dry then
       redis.call('DEL', key)                   -- the row replaces the whole hash
       if mask == '' and @SPELLED@ then
@@ -169,7 +187,7 @@ for i = 2, #KEYS do
     end
   end
 end
-return {written, older, unchanged}
+return {written, older, unchanged, newer}
 """
 
 
@@ -201,17 +219,35 @@ def write_fields(view: FeatureView) -> list[str]:
     return fields + [f.name for f in view.features]
 
 
+def _no_rows() -> np.ndarray:
+    return np.empty(0, np.int64)
+
+
 @dataclass
 class WriteResult:
-    """What one write of rows did: counts, as the sync summary reports them."""
+    """What one write of rows did: counts, as the sync summary reports them, and which rows were newer.
+
+    ``newer``: the positions (0-based, ascending) in the rows handed in of those written as a
+    newer version than Redis held: no key, or a greater (event ts, created ts). Not the
+    same-version rewrites (a logic fix), which ``written`` also counts; in a dry run, those
+    that would be. A batch resent after a dropped connection reports the rows that had
+    already landed as unchanged, so they are missing here. ``answered``: the
+    ``time.perf_counter()`` at which Redis had answered for every row (0.0: nothing sent).
+    Adding results lays their rows end to end: ``a += b`` shifts ``b.newer`` by ``a.rows``.
+    """
 
     rows: int = 0  # rows handed in
     written: int = 0  # keys written (or that would be, in a dry run)
     skipped_older: int = 0  # not written: Redis holds a newer version
     unchanged: int = 0  # not written: Redis holds this version with this content already
     expired_on_arrival: int = 0  # not written: already older than the ttl
+    newer: np.ndarray = field(default_factory=_no_rows)  # of the written: positions of the newer versions
+    answered: float = 0.0  # time.perf_counter() when Redis had answered for every row
 
     def __iadd__(self, other: "WriteResult") -> "WriteResult":
+        if other.newer.size:
+            self.newer = np.concatenate([self.newer, other.newer + self.rows])
+        self.answered = max(self.answered, other.answered)
         self.rows += other.rows
         self.written += other.written
         self.skipped_older += other.skipped_older
@@ -230,12 +266,13 @@ class EncodedWrite:
     stride: int  # arguments per row
     keys: list[str]
     args: list[str]  # n * stride values
+    index: np.ndarray | None = None  # the rows' positions in the batch handed in; None: all of them, in order
 
-    def calls(self, rows_per_call: int) -> Iterator[tuple[list[str], list[str]]]:
-        """(keys, row arguments) of up to ``rows_per_call`` rows each."""
+    def calls(self, rows_per_call: int) -> Iterator[tuple[range, list[str], list[str]]]:
+        """(the rows, their keys, their arguments) of up to ``rows_per_call`` rows each."""
         for a in range(0, self.n, rows_per_call):
             b = min(a + rows_per_call, self.n)
-            yield self.keys[a:b], self.args[a * self.stride:b * self.stride]
+            yield range(a, b), self.keys[a:b], self.args[a * self.stride:b * self.stride]
 
 
 def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table, wall_now: float,
@@ -266,10 +303,12 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
         expire_at = pc.divide(pc.add(ets, ttl_us + 999), 1_000)
         keep = pc.and_(keep, pc.greater(expire_at, math.floor(wall_now * 1000)))
     kept = pc.sum(keep).as_py() or 0
+    index = None
     if kept < total:
+        index = np.flatnonzero(pc.fill_null(keep, False).to_numpy(zero_copy_only=False))
         rows, ets = rows.filter(keep), ets.filter(keep)
     if kept == 0:
-        return EncodedWrite(0, total, head, stride, [], [])
+        return EncodedWrite(0, total, head, stride, [], [], _no_rows())
 
     kinds = {k: type_kind(view.column_types.get(k)) for k in view.join_keys}
     tags = codec.entity_tag_column(view.join_keys, kinds, {k: rows.column(k) for k in view.join_keys})
@@ -287,7 +326,7 @@ def encode_write(prefix: str, view: FeatureView, rows: pa.RecordBatch | pa.Table
         columns.insert(0, mask)
     # Row-major, flat: row i's arguments are args[i * stride:(i + 1) * stride].
     args = list(chain.from_iterable(zip(*(c.to_pylist() for c in columns), strict=True)))
-    return EncodedWrite(kept, total - kept, head, stride, keys, args)
+    return EncodedWrite(kept, total - kept, head, stride, keys, args, index)
 
 
 # Bump when what a row stores for the same definition changes (the codec, the hash fields):
@@ -330,7 +369,8 @@ class BatchWriter:
 
     Use as a context manager: :meth:`submit` encodes a batch (on the caller's thread)
     and queues it; :meth:`acknowledged` returns the :class:`WriteResult` of every batch
-    Redis has fully answered since the last call, in submission order. Leaving the
+    Redis has fully answered since the last call, in submission order: one per
+    :meth:`submit`, its ``newer`` positions into the rows that call handed in. Leaving the
     block waits for the rest and raises the first error
     (:class:`~feature_store.errors.OnlineStoreError`) if the sender failed.
 
@@ -411,10 +451,19 @@ class BatchWriter:
                     # A dropped connection resends the whole batch: rows that already landed
                     # are then skipped as unchanged.
                     send = functools.partial(self._send, encoded)
-                    for reply in self.store.call(f"writing {self.view.name}", send):
+                    newer: list[int] = []
+                    for rows, reply in self.store.call(f"writing {self.view.name}", send):
                         result.written += int(reply[0])
                         result.skipped_older += int(reply[1])
                         result.unchanged += int(reply[2])
+                        runs = reply[3]  # 1-based {first, last, ...} of the call's rows
+                        for first, last in zip(runs[0::2], runs[1::2], strict=True):
+                            newer.extend(rows[int(first) - 1:int(last)])
+                    result.answered = time.perf_counter()
+                    if newer:
+                        # Back to positions in the batch handed in (the cluster's calls go by slot).
+                        at = np.sort(np.asarray(newer, np.int64))
+                        result.newer = at if encoded.index is None else encoded.index[at]
                 self._done.append(result)
         except BaseException as exc:  # handed to the caller's thread
             self._error = exc
@@ -425,19 +474,22 @@ class BatchWriter:
                 except queue.Empty:
                     break
 
-    def _send(self, encoded: EncodedWrite) -> list:
-        """The batch's script calls, one pipeline per node; the replies."""
+    def _send(self, encoded: EncodedWrite) -> list[tuple[Sequence[int], list]]:
+        """The batch's script calls, one pipeline per node; per call, its rows (positions in
+        ``encoded``) and the script's reply."""
         client = self.store.write_client
         if is_cluster(client):
             return self._send_to_cluster(client, encoded)
         pipe = client.pipeline(transaction=False)
         fence_key, token = self.fence
         head = [self.mode, encoded.head[0], encoded.head[1], token, encoded.head[2]]
-        for keys, args in encoded.calls(self.rows_per_call):
+        calls = []
+        for rows, keys, args in encoded.calls(self.rows_per_call):
             self.script(keys=[fence_key, *keys], args=[*head, *args], client=pipe)
-        return self._checked(pipe.execute(raise_on_error=False))
+            calls.append(rows)
+        return list(zip(calls, self._checked(pipe.execute(raise_on_error=False)), strict=True))
 
-    def _send_to_cluster(self, client, encoded: EncodedWrite) -> list:
+    def _send_to_cluster(self, client, encoded: EncodedWrite) -> list[tuple[Sequence[int], list]]:
         """On a cluster every script call keeps to one slot (the entity's hash tag puts all of
         an entity's views there), and each node gets its calls in one pipeline.
 
@@ -454,12 +506,14 @@ class BatchWriter:
         for i, key in enumerate(encoded.keys):
             by_slot.setdefault(client.keyslot(key), []).append(i)
         calls = []
+        chunks: list[list[int]] = []  # per call, its rows (positions in encoded)
         for rows in by_slot.values():
             for a in range(0, len(rows), self.rows_per_call):
                 chunk = rows[a:a + self.rows_per_call]
                 keys = [encoded.keys[i] for i in chunk]
                 args = [x for i in chunk for x in encoded.args[i * encoded.stride:(i + 1) * encoded.stride]]
                 calls.append((keys, [*head, *args]))
+                chunks.append(chunk)
         replies: list = [None] * len(calls)
         pending = list(range(len(calls)))
         for attempt in range(_CLUSTER_ATTEMPTS):
@@ -477,13 +531,13 @@ class BatchWriter:
                         moved.append(c)
                     replies[c] = reply
             if not moved:
-                return self._checked(replies)
+                return list(zip(chunks, self._checked(replies), strict=True))
             # A plain command on the key follows the redirect and updates the client's slot map.
             for c in moved:
                 client.exists(calls[c][0][0])
             pending = moved
             time.sleep(min(0.01 * 2 ** attempt, 0.2))
-        return self._checked(replies)
+        return list(zip(chunks, self._checked(replies), strict=True))
 
     def _checked(self, replies: list) -> list:
         for reply in replies:
