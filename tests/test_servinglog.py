@@ -890,18 +890,19 @@ def test_counts_added_while_other_threads_take_them_are_all_taken_once(redis_url
     """The bookkeeping under the reads above, at a thread switch every microsecond: every count
     added is taken exactly once, and taking never trips over a count being added."""
     s = OnlineStore.for_registry(REG, url=redis_url, client="threads")
-    adders, adds, taken, errors = 4, 20_000, Counter(), []
+    adders, adds, errors = 4, 20_000, []
+    taken = [Counter(), Counter(), Counter()]  # one per taker (a Counter is no more thread-safe than a dict)
     now_us = int(time.time() * 1e6)
 
     def add() -> None:
         for _ in range(adds):
             s._count(now_us, ("a", "b"), 1)
 
-    def take(stop: threading.Event) -> None:
+    def take(stop: threading.Event, mine: Counter) -> None:
         try:
             while not stop.is_set():
                 commands = s._take_records(force=True)
-                taken.update({c[2]: c[3] for c in commands if c[0] == "HINCRBY"})
+                mine.update({c[2]: c[3] for c in commands if c[0] == "HINCRBY"})
         except Exception as exc:  # noqa: BLE001 - the finding
             errors.append(exc)
 
@@ -909,7 +910,7 @@ def test_counts_added_while_other_threads_take_them_are_all_taken_once(redis_url
     sys.setswitchinterval(1e-6)
     try:
         stop = threading.Event()
-        takers = [threading.Thread(target=take, args=(stop,)) for _ in range(2)]
+        takers = [threading.Thread(target=take, args=(stop, taken[i])) for i in range(2)]
         threads = [threading.Thread(target=add) for _ in range(adders)]
         for t in takers + threads:
             t.start()
@@ -921,8 +922,8 @@ def test_counts_added_while_other_threads_take_them_are_all_taken_once(redis_url
     finally:
         sys.setswitchinterval(interval)
     commands = s._take_records(force=True)
-    taken.update({c[2]: c[3] for c in commands if c[0] == "HINCRBY"})
-    assert errors == [] and taken == {"a": adders * adds, "b": adders * adds}
+    taken[2].update({c[2]: c[3] for c in commands if c[0] == "HINCRBY"})
+    assert errors == [] and sum(taken, Counter()) == {"a": adders * adds, "b": adders * adds}
     s._counts.clear()
     s.close()
 
