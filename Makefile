@@ -58,7 +58,7 @@ demo: install
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 test: install lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The gate: lint and types on the package, clean, before any test runs.
 lint: install

@@ -190,15 +190,16 @@ def render_report(run: "MonitorRun", history: pa.Table | None = None) -> str:
     for f in run.features:
         s = skew.get((f.view, f.feature))
         level = "alert" if s is not None and s.alert else f.level
-        stats = (f"KS {_fmt(f.ks, '.3f')}, PSI {_fmt(f.psi, '.3f')}" if f.method == "ks+psi"
-                 else f"PSI {_fmt(f.psi, '.3f')}" if f.method == "psi" else "drift not checked")
+        stats = (f"KS {_fmt(f.ks, '.3f')}, PSI {_fmt(f.psi, '.3f')} (drift {f.drift_level})" if f.method == "ks+psi"
+                 else f"PSI {_fmt(f.psi, '.3f')} (drift {f.drift_level})" if f.method == "psi"
+                 else "drift not checked")
         fill = f"fill offline {_fmt(f.fill_offline, '.1%')}, online {_fmt(f.fill_online, '.1%')}"
         skewed = f"; skew {s.share:.2%} of {s.compared}" if s is not None and s.compared else ""
         values = run.samples.get((f.view, f.feature))
         plot = _distribution(f, *values) if values is not None and (values[0].size or values[1].size) else ""
         parts.append(
             f"<div class=\"card\" data-ref=\"{e(f.ref.lower())}\" data-level=\"{e(level)}\">"
-            f"<h3>{e(f.ref)} {_badge(level)}</h3><p>{e(stats)} (drift {e(f.drift_level)}); {e(fill)}{e(skewed)}</p>"
+            f"<h3>{e(f.ref)} {_badge(level)}</h3><p>{e(stats)}; {e(fill)}{e(skewed)}</p>"
             f"{plot}" + "".join(f"<p>{e(n)}</p>" for n in f.notes) + "</div>")
     parts.append(f"</div><script>{_JS}</script></body></html>")
     return "\n".join(parts)
