@@ -47,14 +47,25 @@
   {{ return(adapter.dispatch('monitor_sample', 'feature_store')(relation, timestamp, columns, window, rows)) }}
 {% endmacro %}
 
-{#- random() is PostgreSQL's, Snowflake's, Trino's and DuckDB's name for a uniform draw. -#}
 {% macro default__monitor_sample(relation, timestamp, columns, window, rows) %}
 select {{ feature_store._monitor_columns(columns) }}
 from {{ relation }}
 where {{ feature_store._monitor_in_window(timestamp, window) }}
-order by random()
+order by {{ feature_store.monitor_random() }}
 limit {{ rows }}
 {% endmacro %}
+
+{#- A uniform draw per row: random() on PostgreSQL, Snowflake, Trino and DuckDB; Spark and
+    BigQuery call it rand(). -#}
+{% macro monitor_random() %}
+  {{ return(adapter.dispatch('monitor_random', 'feature_store')()) }}
+{% endmacro %}
+
+{% macro default__monitor_random() %}random(){% endmacro %}
+
+{% macro spark__monitor_random() %}rand(){% endmacro %}
+
+{% macro bigquery__monitor_random() %}rand(){% endmacro %}
 
 {#- DuckDB samples without sorting the window: a reservoir of `rows`, seeded, so one
     build's data gives one sample run after run (a monitor that flips between runs on the
@@ -69,18 +80,6 @@ select * from (
 using sample reservoir({{ rows }} rows) repeatable (13)
 {% endmacro %}
 
-{#- Spark and BigQuery call the uniform draw rand(). -#}
-{% macro spark__monitor_sample(relation, timestamp, columns, window, rows) %}
-select {{ feature_store._monitor_columns(columns) }}
-from {{ relation }}
-where {{ feature_store._monitor_in_window(timestamp, window) }}
-order by rand()
-limit {{ rows }}
-{% endmacro %}
-
-{% macro bigquery__monitor_sample(relation, timestamp, columns, window, rows) %}
-  {{ return(feature_store.spark__monitor_sample(relation, timestamp, columns, window, rows)) }}
-{% endmacro %}
 
 
 {#- One row: __fs_rows (entities), __fs_latest (the greatest event time up to __fs_now) and,

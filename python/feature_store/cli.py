@@ -984,14 +984,10 @@ def skew(project, redis_url, since, until, views, landing_dir, no_drain, max_exa
 
         store = online_store(registry, redis_url)
         try:
-            drained = dataclasses.asdict(servinglog.drain(store, landing, target=registry.target.name))
-        except servinglog.DrainLocked as exc:  # another drain is landing it: audit what has landed
-            if not as_json:
-                err.print(f"[yellow]Warning:[/yellow] not drained: {exc}", markup=True)
+            report = _drain_serving_log(store, landing, registry, quiet=as_json)
         finally:
             store.close()
-        if drained and drained["lost_warning"] and not as_json:
-            err.print(f"[yellow]Warning:[/yellow] {drained['lost_warning']}", markup=True)
+        drained = dataclasses.asdict(report) if report is not None else None
     log = servinglog.read_log(landing, start, end, target=registry.target.name)
     if views:
         log = log.filter(pc.is_in(log.column("view"), value_set=pa.array(list(views), pa.string())))
@@ -1024,6 +1020,22 @@ def skew(project, redis_url, since, until, views, landing_dir, no_drain, max_exa
         _print_skew(results, window, log.num_rows, drained, REASONS, SKIPPED)
     if alerts:
         sys.exit(1)
+
+
+def _drain_serving_log(store, landing: Path, registry: Registry, quiet: bool):
+    """Drain the serving log into ``landing`` (fstore skew and monitor): the DrainReport, or None when
+    another drain holds it, which then lands it; a warning says so, and says when entries were lost."""
+    from feature_store import servinglog
+
+    try:
+        report = servinglog.drain(store, landing, target=registry.target.name)
+    except servinglog.DrainLocked as exc:  # another drain is landing it: use what has landed
+        if not quiet:
+            err.print(f"[yellow]Warning:[/yellow] not drained: {exc}", markup=True)
+        return None
+    if report.lost_warning and not quiet:
+        err.print(f"[yellow]Warning:[/yellow] {report.lost_warning}", markup=True)
+    return report
 
 
 def _print_skew(results, window: str, logged: int, drained: Any, reasons: dict, skipped: dict) -> None:
@@ -1112,7 +1124,6 @@ def monitor(project, redis_url, views, now_text, landing_dir, no_drain, no_skew,
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from feature_store import servinglog
     from feature_store.monitor import read_history, run_monitors, write_history
     from feature_store.push import default_landing_dir
 
@@ -1135,13 +1146,7 @@ def monitor(project, redis_url, views, now_text, landing_dir, no_drain, no_skew,
             task = progress.add_task("starting", total=None)
             if not no_drain:
                 progress.update(task, description="draining the serving log from Redis")
-                try:
-                    drained = servinglog.drain(store, landing, target=registry.target.name)
-                    if drained.lost_warning and not as_json:
-                        err.print(f"[yellow]Warning:[/yellow] {drained.lost_warning}", markup=True)
-                except servinglog.DrainLocked as exc:  # another drain is landing it: use what has landed
-                    if not as_json:
-                        err.print(f"[yellow]Warning:[/yellow] not drained: {exc}", markup=True)
+                _drain_serving_log(store, landing, registry, quiet=as_json)
             run = run_monitors(registry, landing, views=list(views) or None, now=now, wait=_duration(wait, "--wait"),
                                store=store, skew=not no_skew, on_wait=on_wait,
                                progress=lambda step: progress.update(task, description=step))

@@ -615,7 +615,7 @@ def read_history(landing_dir: str | Path, *, target: str) -> pa.Table:
     """Every run against dbt target ``target`` appended so far (:func:`history_schema`), oldest first."""
     import pyarrow.dataset as ds
 
-    files = sorted(str(p) for p in history_dir(landing_dir, target).glob("date=*/*.parquet"))
+    files = servinglog.landed_files(history_dir(landing_dir, target))
     if not files:
         return history_schema().empty_table()
     table = ds.dataset(files, schema=history_schema(), format="parquet").to_table()

@@ -113,6 +113,11 @@ def day_folders(folder: Path, since: datetime | None = None, until: datetime | N
     return sorted(out)
 
 
+def landed_files(folder: Path, since: datetime | None = None, until: datetime | None = None) -> list[str]:
+    """The Parquet files of the ``date=`` folders under ``folder`` that overlap ``[since, until)``, sorted."""
+    return [str(p) for day in day_folders(folder, since, until) for p in sorted(day.glob("*.parquet"))]
+
+
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
@@ -160,8 +165,7 @@ def read_log(landing_dir: str | Path, since: datetime | None = None, until: date
     import pyarrow.dataset as ds
 
     schema = log_schema()
-    files = [str(p) for folder in day_folders(log_dir(landing_dir, target), since, until)
-             for p in sorted(folder.glob("*.parquet"))]
+    files = landed_files(log_dir(landing_dir, target), since, until)
     if not files:
         return schema.empty_table()
     served_at = ds.field("served_at")
