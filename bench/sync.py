@@ -21,11 +21,12 @@ as a user runs it. Each cycle (--repeat, default 3) gets a fresh Redis:
 
 Per run it prints the process's wall time, split into start-up (process start until
 ``sync()`` begins: imports, manifest, Redis client), the sync per view (``--json``
-seconds; a view's include opening the next view's snapshot, which the sync prefetches),
-how many snapshot macros dbt had to compile (new files in the compile cache: each is a
-dbt start-up inside the sync), and the exit (JSON output, interpreter shutdown); rows
-read, keys written and rows skipped (older or unchanged); and a read-back: 16 changed
-and 4 unchanged users, HGETALL from Redis, compared with the latest warehouse row.
+seconds: its read and its write; the sync reads the next view while one writes, so the
+views overlap), how many snapshot macros dbt had to compile (new files in the compile
+cache: each is a dbt start-up inside the sync), and the exit (JSON output, interpreter
+shutdown); rows read, keys written and rows skipped (older or unchanged); and a
+read-back: 16 changed and 4 unchanged users, HGETALL from Redis, compared with the
+latest warehouse row.
 Then the medians and the ratios first full / unchanged and first full / 1%-changed, on
 wall time. Target: both >= 3x, and every read-back current. The 1%-changed median
 covers both directions of the fix.

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta
 
@@ -476,3 +477,91 @@ def test_evictions_fail_the_sync_and_the_next_one_rewrites(tmp_path, now):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+class _Watched:
+    """Wraps a MemoryReader: ``on_batch`` runs before each batch is handed to the writer;
+    ``events`` records each view's read, end of write and close, in order."""
+
+    def __init__(self, reader, view_name: str, events: list, on_batch=lambda: None):
+        self.reader, self.view_name, self.events, self.on_batch = reader, view_name, events, on_batch
+        self.total_rows, self.fingerprints, self.plan = reader.total_rows, None, reader.plan
+
+    def __iter__(self):
+        for batch in self.reader:
+            self.on_batch()
+            yield batch
+        self.events.append(("written", self.view_name))
+
+    def close(self):
+        self.events.append(("closed", self.view_name))
+
+
+def test_the_next_view_is_read_while_this_one_writes_never_two_ahead(store, now):
+    source = MemorySource(REG, make_tables(now, users=30))
+    events: list = []
+    next_read = threading.Event()
+
+    def watched(registry, view_name, **kwargs):
+        events.append(("read", view_name))
+        if view_name == ONLINE[1]:
+            next_read.set()
+        # The first view's write waits for the second view's read: without read-ahead it never comes.
+        hold = (lambda: next_read.wait(10) or pytest.fail("the next view was not read during the write")) \
+            if view_name == ONLINE[0] else (lambda: None)
+        return _Watched(source(registry, view_name, **kwargs), view_name, events, hold)
+
+    report = sync(REG, store, now=now, source=watched, batch_rows=10)
+    assert report.ok, report.failed
+    assert_store_matches(store, source, now)
+    # Each view is read once, in order, and a view is read only after the view two before it
+    # was written: the thread reads one view ahead, never more.
+    reads = [v for e, v in events if e == "read"]
+    assert reads == ONLINE
+    for i, name in enumerate(ONLINE[2:], 2):
+        assert events.index(("written", ONLINE[i - 2])) < events.index(("read", name)), events
+    assert all(("closed", name) in events for name in ONLINE)
+    # A view's time counts its read and its write: the views' sum exceeds the sync's when reads overlap.
+    assert all(v.seconds > 0 for v in report.views.values())
+
+
+def test_a_failed_read_ahead_fails_only_its_view_and_releases_its_lock(store, now):
+    source = MemorySource(REG, make_tables(now, users=30))
+
+    def broken(registry, view_name, **kwargs):
+        if view_name == ONLINE[1]:
+            raise OnlineStoreError(f"{view_name}: the warehouse went away")
+        return source(registry, view_name, **kwargs)
+
+    report = sync(REG, store, now=now, source=broken)
+    assert set(report.failed) == {ONLINE[1]}
+    assert all(report.views[n].keys_written > 0 for n in ONLINE if n != ONLINE[1])
+    raw = redis.Redis.from_url(store.url)
+    assert all(raw.get(store.lock_key(n)) is None for n in ONLINE)
+    assert sync(REG, store, views=[ONLINE[1]], now=now, source=source).ok  # its lock is free at once
+
+
+def test_an_interrupted_write_releases_the_view_read_ahead(store, now):
+    source = MemorySource(REG, make_tables(now, users=30))
+    events: list = []
+    next_read = threading.Event()
+
+    def interrupted(registry, view_name, **kwargs):
+        events.append(("read", view_name))
+        if view_name == ONLINE[1]:
+            next_read.set()
+
+        def stop():
+            next_read.wait(10)
+            raise KeyboardInterrupt
+
+        return _Watched(source(registry, view_name, **kwargs), view_name, events,
+                        stop if view_name == ONLINE[0] else (lambda: None))
+
+    with pytest.raises(KeyboardInterrupt):
+        sync(REG, store, now=now, source=interrupted, batch_rows=10)
+    assert [v for e, v in events if e == "read"] == ONLINE[:2]  # read ahead, then never written
+    assert ("closed", ONLINE[1]) in events and ("closed", ONLINE[0]) in events  # spooled rows deleted
+    raw = redis.Redis.from_url(store.url)
+    assert raw.get(store.lock_key(ONLINE[0])) is None and raw.get(store.lock_key(ONLINE[1])) is None
+    assert store.sync_state(ONLINE[1]) == {}

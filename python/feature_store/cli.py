@@ -7,7 +7,9 @@ The library never prints; this module owns tables, progress bars, ``--json`` and
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import re
 import sys
 import time
@@ -28,6 +30,12 @@ from feature_store.registry import FeatureView, Registry, format_duration
 # Piped output is for grep and scripts: never wrap or truncate it at 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 250)
+
+# When the command ends, the interpreter's last garbage collection walks every object still
+# alive to free memory the OS takes back anyway: 0.3-0.4 s once dbt is imported (its ~150k
+# objects), on every command that connects to a warehouse. gc.freeze() puts them out of
+# its reach; atexit hooks (the serving log's flush) and stream flushing still run.
+atexit.register(gc.freeze)
 
 
 class _Group(click.Group):

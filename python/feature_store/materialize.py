@@ -25,7 +25,8 @@ as-of time, for every entity of every online view. How each view's sync keeps it
    while the lock still holds this sync's token. Otherwise the view fails, and the
    next sync reads it in full.
 
-Each view succeeds or fails on its own: a failure is recorded on its
+The next view is read from the warehouse while one is written to Redis (one view
+ahead, in one background thread). Each view succeeds or fails on its own: a failure is recorded on its
 :class:`ViewReport` (``error``, one line) and the sync goes on with the next view.
 ``start``/``end`` backfill the rows changed in a time range in chunks, with a checkpoint
 after each chunk, so an interrupted backfill resumes where it stopped.
@@ -42,6 +43,8 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
@@ -75,6 +78,8 @@ class ViewReport:
     skipped_older: int = 0  # Redis already held a newer version
     unchanged: int = 0  # Redis already held this version with this content
     expired_on_arrival: int = 0  # older than the ttl already: not written
+    # The view's own time, read and write. The next view is read while this one writes, so the
+    # views' seconds add up to more than the sync's.
     seconds: float = 0.0
     read_seconds: float = 0.0  # the warehouse's part: fingerprints, the point-in-time read, the spool
     compile_seconds: float = 0.0  # of read_seconds: dbt compiling the query (0 when cached)
@@ -255,18 +260,68 @@ def sync(
                dry_run=dry_run, progress=progress, batch_rows=batch_rows, wait=wait, on_wait=on_wait, lease=lease,
                began=began)
     for view in chosen:
-        vr = report.views[view.name] = ViewReport(view.name)
-        view_began = time.perf_counter()
+        report.views[view.name] = ViewReport(view.name)
+    # Read ahead: while a view is written to Redis, one thread reads the next view from the
+    # warehouse. The two sides wait on different servers, so a sync of several views takes
+    # about the longer side instead of the sum of both. Never more than one view ahead: the
+    # next view's lock is taken and its rows spooled only when this view's write begins.
+    reads: list[Future[_Prepared]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fstore-read") as pool:
+
+        def read_ahead(i: int) -> None:
+            if i < len(chosen):
+                reads.append(pool.submit(job.prepare, chosen[i], report.views[chosen[i].name]))
+
         try:
-            job.run(view, vr)
-        except Exception as exc:  # noqa: BLE001 - one view's failure must not stop the others
-            # Ours name the view and the fix; anything else (a value the codec cannot carry, a
-            # warehouse error) is shown with its type, on one line.
-            text = " ".join(str(exc).split())
-            vr.error = text if isinstance(exc, FeatureStoreError) else f"{type(exc).__name__}: {text}"
-        vr.seconds = time.perf_counter() - view_began
+            read_ahead(0)
+            for i, view in enumerate(chosen):
+                vr = report.views[view.name]
+                try:
+                    prepared = reads[i].result()
+                except Exception as exc:  # noqa: BLE001 - one view's failure must not stop the others
+                    _failed(vr, exc)
+                    continue
+                finally:
+                    read_ahead(i + 1)
+                try:
+                    job.finish(prepared, vr)
+                except Exception as exc:  # noqa: BLE001 - as above
+                    _failed(vr, exc)
+        finally:
+            # Interrupted: the read under way finishes, then releases its lock and spooled rows.
+            for read in reads:
+                if read.exception() is None:
+                    read.result().release()
     report.seconds = time.perf_counter() - began
     return report
+
+
+def _failed(vr: ViewReport, exc: Exception) -> None:
+    # Ours name the view and the fix; anything else (a value the codec cannot carry, a
+    # warehouse error) is shown with its type, on one line.
+    text = " ".join(str(exc).split())
+    vr.error = text if isinstance(exc, FeatureStoreError) else f"{type(exc).__name__}: {text}"
+
+
+@dataclass
+class _Prepared:
+    """A view made ready to write: its lock held, its sync state read and its rows read."""
+
+    view: FeatureView
+    cleanup: ExitStack  # releases the lock and deletes the spooled rows
+    before: ServerFacts | None  # the server's facts before anything of this view was read
+    state: dict[str, str]
+    definition: str
+    fence: tuple[str, str]
+    previous: Any = None
+    lag: LagRecorder | None = None
+    reader: Any = None  # None for a backfill, which reads chunk by chunk as it writes
+    finished: bool = False
+
+    def release(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.cleanup.close()
 
 
 @dataclass
@@ -295,38 +350,55 @@ class _Job:
         measures the write lag against that time."""
         return self.now + timedelta(seconds=perf - self.began)
 
-    def run(self, view: FeatureView, vr: ViewReport) -> None:
+    def prepare(self, view: FeatureView, vr: ViewReport) -> _Prepared:
+        """Take the view's lock, read its sync state and (unless backfilling) its rows from the warehouse."""
+        began = time.perf_counter()
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        with _Lock(self.store, view.name, token, self.lease, self.wait, self.on_wait):
+        cleanup = ExitStack()
+        try:
+            cleanup.enter_context(_Lock(self.store, view.name, token, self.lease, self.wait, self.on_wait))
             before = self.store.server_facts()
-            state = self.store.sync_state(view.name)
-            definition = definition_digest(view)
-            fence = (self.store.lock_key(view.name), token)
+            prepared = _Prepared(view, cleanup, before, self.store.sync_state(view.name), definition_digest(view),
+                                 (self.store.lock_key(view.name), token))
+            if self.end is None:
+                prepared.previous, vr.reason = _previous(prepared.state, prepared.definition, before,
+                                                         self.full_refresh)
+                vr.mode = "incremental" if prepared.previous else "full"
+                vr.as_of = self.now
+                # The write lag (fstore monitor) of the rows this sync writes as newer versions than
+                # Redis held, late ones included; measured only when reading incrementally: a full
+                # read (first deploy, recovery) writes history that is old by nature.
+                prepared.lag = LagRecorder() if prepared.previous else None
+                prepared.reader = self._read(vr, as_of=self.now, since=None, previous=prepared.previous)
+                cleanup.callback(prepared.reader.close)
+                vr.read = getattr(prepared.reader, "plan", "")
+        except BaseException:
+            cleanup.close()
+            raise
+        finally:
+            vr.seconds += time.perf_counter() - began
+        return prepared
+
+    def finish(self, prepared: _Prepared, vr: ViewReport) -> None:
+        """Write what :meth:`prepare` read, check that Redis kept it and record the view's sync state."""
+        began = time.perf_counter()
+        view, before, fence = prepared.view, prepared.before, prepared.fence
+        try:
             if self.end is not None:
-                self._backfill(view, vr, state, definition, fence)
+                self._backfill(view, vr, prepared.state, prepared.definition, fence)
                 return
-            previous, vr.reason = _previous(state, definition, before, self.full_refresh)
-            vr.mode = "incremental" if previous else "full"
-            vr.as_of = self.now
-            # The write lag (fstore monitor) of the rows this sync writes as newer versions than
-            # Redis held, late ones included; measured only when reading incrementally: a full
-            # read (first deploy, recovery) writes history that is old by nature.
-            lag = LagRecorder() if previous else None
-            reader = self._read(vr, as_of=self.now, since=None, previous=previous)
             try:
-                vr.read = getattr(reader, "plan", "")
-                self._write(view, vr, reader, definition, fence, 0, lag)
+                self._write(view, vr, prepared.reader, prepared.definition, fence, 0, prepared.lag)
             except OnlineStoreError:
                 _check_kept(self.store, view.name, before)  # the precise reason, when Redis evicted or restarted
                 raise
-            finally:
-                reader.close()
             vr.chunks = 1
             if self.dry_run:
                 return
             _check_kept(self.store, view.name, before)
-            fingerprints = getattr(reader, "fingerprints", None)
+            fingerprints = getattr(prepared.reader, "fingerprints", None)
             finished = self._clock(time.perf_counter())
+            lag = prepared.lag
             lag_fields = (lag.fields(finished) if lag is not None else LagRecorder.not_measured(
                 f"not measured: the sync read the view in full ({vr.reason})", finished))
             fields: dict[str, Any] = {
@@ -335,15 +407,18 @@ class _Job:
                 "mode": vr.mode,
                 "rows_read": vr.rows_read,
                 "keys_written": vr.keys_written,
-                "definition": definition,
+                "definition": prepared.definition,
                 "fingerprint_parts": fingerprints.parts if fingerprints else 0,
                 "fingerprints": fingerprints.text if fingerprints else "",
                 "run_id": before.run_id if before else "",
                 "evicted_keys": before.evicted_keys if before else 0,
                 **lag_fields,
             }
-            if not self.store.save_sync_state(view.name, token, fields):
+            if not self.store.save_sync_state(view.name, fence[1], fields):
                 raise lock_lost(view.name)
+        finally:
+            prepared.release()
+            vr.seconds += time.perf_counter() - began
 
     def _backfill(self, view: FeatureView, vr: ViewReport, state: dict, definition: str, fence) -> None:
         vr.mode = "backfill"
