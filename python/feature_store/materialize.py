@@ -26,8 +26,9 @@ as-of time, for every entity of every online view. How each view's sync keeps it
    next sync reads it in full.
 
 The next view is read from the warehouse while one is written to Redis (one view
-ahead, in one background thread). Each view succeeds or fails on its own: a failure is recorded on its
-:class:`ViewReport` (``error``, one line) and the sync goes on with the next view.
+ahead, in one background thread). Each view succeeds or fails on its own: a failure is
+recorded on its :class:`ViewReport` (``error``, one line) and the sync goes on with the
+next view.
 ``start``/``end`` backfill the rows changed in a time range in chunks, with a checkpoint
 after each chunk, so an interrupted backfill resumes where it stopped.
 
@@ -279,10 +280,10 @@ def sync(
                 try:
                     prepared = reads[i].result()
                 except Exception as exc:  # noqa: BLE001 - one view's failure must not stop the others
+                    read_ahead(i + 1)
                     _failed(vr, exc)
                     continue
-                finally:
-                    read_ahead(i + 1)
+                read_ahead(i + 1)
                 try:
                     job.finish(prepared, vr)
                 except Exception as exc:  # noqa: BLE001 - as above
