@@ -266,33 +266,33 @@ def sync(
     # warehouse. The two sides wait on different servers, so a sync of several views takes
     # about the longer side instead of the sum of both. Never more than one view ahead: the
     # next view's lock is taken and its rows spooled only when this view's write begins.
-    reads: list[Future[_Prepared]] = []
+    ahead: Future[_Prepared] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fstore-read") as pool:
 
-        def read_ahead(i: int) -> None:
-            if i < len(chosen):
-                reads.append(pool.submit(job.prepare, chosen[i], report.views[chosen[i].name]))
+        def read(view: FeatureView) -> Future[_Prepared]:
+            return pool.submit(job.prepare, view, report.views[view.name])
 
         try:
-            read_ahead(0)
+            ahead = read(chosen[0]) if chosen else None
             for i, view in enumerate(chosen):
                 vr = report.views[view.name]
+                assert ahead is not None  # each view's read is submitted before its turn
+                prepared: _Prepared | None = None
                 try:
-                    prepared = reads[i].result()
+                    prepared = ahead.result()
                 except Exception as exc:  # noqa: BLE001 - one view's failure must not stop the others
-                    read_ahead(i + 1)
                     _failed(vr, exc)
+                ahead = read(chosen[i + 1]) if i + 1 < len(chosen) else None
+                if prepared is None:
                     continue
-                read_ahead(i + 1)
                 try:
                     job.finish(prepared, vr)
                 except Exception as exc:  # noqa: BLE001 - as above
                     _failed(vr, exc)
         finally:
             # Interrupted: the read under way finishes, then releases its lock and spooled rows.
-            for read in reads:
-                if read.exception() is None:
-                    read.result().release()
+            if ahead is not None and ahead.exception() is None:
+                ahead.result().cleanup.close()
     report.seconds = time.perf_counter() - began
     return report
 
@@ -314,15 +314,7 @@ class _Prepared:
     state: dict[str, str]
     definition: str
     fence: tuple[str, str]
-    previous: Any = None
-    lag: LagRecorder | None = None
     reader: Any = None  # None for a backfill, which reads chunk by chunk as it writes
-    finished: bool = False
-
-    def release(self) -> None:
-        if not self.finished:
-            self.finished = True
-            self.cleanup.close()
 
 
 @dataclass
@@ -362,15 +354,10 @@ class _Job:
             prepared = _Prepared(view, cleanup, before, self.store.sync_state(view.name), definition_digest(view),
                                  (self.store.lock_key(view.name), token))
             if self.end is None:
-                prepared.previous, vr.reason = _previous(prepared.state, prepared.definition, before,
-                                                         self.full_refresh)
-                vr.mode = "incremental" if prepared.previous else "full"
+                previous, vr.reason = _previous(prepared.state, prepared.definition, before, self.full_refresh)
+                vr.mode = "incremental" if previous else "full"
                 vr.as_of = self.now
-                # The write lag (fstore monitor) of the rows this sync writes as newer versions than
-                # Redis held, late ones included; measured only when reading incrementally: a full
-                # read (first deploy, recovery) writes history that is old by nature.
-                prepared.lag = LagRecorder() if prepared.previous else None
-                prepared.reader = self._read(vr, as_of=self.now, since=None, previous=prepared.previous)
+                prepared.reader = self._read(vr, as_of=self.now, since=None, previous=previous)
                 cleanup.callback(prepared.reader.close)
                 vr.read = getattr(prepared.reader, "plan", "")
         except BaseException:
@@ -388,8 +375,12 @@ class _Job:
             if self.end is not None:
                 self._backfill(view, vr, prepared.state, prepared.definition, fence)
                 return
+            # The write lag (fstore monitor) of the rows this sync writes as newer versions than
+            # Redis held, late ones included; measured only when reading incrementally: a full
+            # read (first deploy, recovery) writes history that is old by nature.
+            lag = LagRecorder() if vr.mode == "incremental" else None
             try:
-                self._write(view, vr, prepared.reader, prepared.definition, fence, 0, prepared.lag)
+                self._write(view, vr, prepared.reader, prepared.definition, fence, 0, lag)
             except OnlineStoreError:
                 _check_kept(self.store, view.name, before)  # the precise reason, when Redis evicted or restarted
                 raise
@@ -399,7 +390,6 @@ class _Job:
             _check_kept(self.store, view.name, before)
             fingerprints = getattr(prepared.reader, "fingerprints", None)
             finished = self._clock(time.perf_counter())
-            lag = prepared.lag
             lag_fields = (lag.fields(finished) if lag is not None else LagRecorder.not_measured(
                 f"not measured: the sync read the view in full ({vr.reason})", finished))
             fields: dict[str, Any] = {
@@ -418,7 +408,7 @@ class _Job:
             if not self.store.save_sync_state(view.name, fence[1], fields):
                 raise lock_lost(view.name)
         finally:
-            prepared.release()
+            prepared.cleanup.close()  # the lock, and the spooled rows
             vr.seconds += time.perf_counter() - began
 
     def _backfill(self, view: FeatureView, vr: ViewReport, state: dict, definition: str, fence) -> None:
@@ -482,11 +472,11 @@ class _Job:
                 self._acknowledge(writer, vr, total, lag, pending)
         self._acknowledge(writer, vr, total, lag, pending)
 
-    def _acknowledge(self, writer, vr: ViewReport, total: int | None, lag: LagRecorder | None = None,
-                     pending: deque | None = None) -> None:
+    def _acknowledge(self, writer, vr: ViewReport, total: int | None, lag: LagRecorder | None,
+                     pending: deque) -> None:
         for result in writer.acknowledged():
             vr._add(result)
-            if lag is not None and pending is not None:
+            if lag is not None:
                 event_ts = pending.popleft()
                 if result.newer.size:
                     # Written when Redis answered for the batch, on the sync's clock.
