@@ -31,20 +31,23 @@
   {%- if relation -%}
     {{ return(feature_store._cast_select(columns, relation, distinct=false)) }}
   {%- endif -%}
-  {{ return(feature_store._typed_empty(columns)) }}
-{% endmacro %}
-
-
-{% macro duckdb__fstore_landing(name, columns) %}
-  {%- set relation = var('feature_store:' ~ name ~ '_relation', none) -%}
-  {%- if relation -%}
-    {{ return(feature_store._cast_select(columns, relation, distinct=false)) }}
-  {%- endif -%}
-  {%- set files = feature_store._landed_parquet('_fstore/' ~ name ~ '/target=' ~ target.name ~ '/**/*.parquet') -%}
+  {%- set files = feature_store.landed_parquet('_fstore/' ~ name ~ '/target=' ~ target.name ~ '/**/*.parquet') -%}
   {%- if files -%}
     {{ return(feature_store._cast_select(columns, files, distinct=false, utc_instants=true)) }}
   {%- endif -%}
   {{ return(feature_store._typed_empty(columns)) }}
+{% endmacro %}
+
+
+{#- The landed Parquet files matching `glob` (relative to the landing folder) as a relation
+    the engine reads in place, or none: only DuckDB reads them where they land; elsewhere
+    point a var at an external table (see fstore_landing and pushed_rows). -#}
+{% macro landed_parquet(glob) %}
+  {{ return(adapter.dispatch('landed_parquet', 'feature_store')(glob)) }}
+{% endmacro %}
+
+{% macro default__landed_parquet(glob) %}
+  {{ return(none) }}
 {% endmacro %}
 
 
@@ -55,7 +58,7 @@
     the query runs. Partition folders are not read as columns (hive_partitioning off): a
     feature may be called `date` or `hour`. union_by_name: files landed before a column was
     added lack it, and read NULL there. -#}
-{% macro _landed_parquet(glob) %}
+{% macro duckdb__landed_parquet(glob) %}
   {%- set pattern = "'" ~ (feature_store._push_dir() ~ '/' ~ glob) | replace("'", "''") ~ "'" -%}
   {%- if execute -%}
     {%- set found = run_query("select count(*) from glob(" ~ pattern ~ ")") -%}

@@ -34,11 +34,7 @@
 
 
 {% macro _monitor_columns(columns) -%}
-  {%- set quoted = [] -%}
-  {%- for c in columns -%}
-    {%- do quoted.append(adapter.quote(c)) -%}
-  {%- endfor -%}
-  {{ quoted | join(', ') if quoted else '1 as ' ~ adapter.quote('__fs_none') }}
+  {{ feature_store._pit_cols(columns) if columns else '1 as ' ~ adapter.quote('__fs_none') }}
 {%- endmacro %}
 
 
@@ -84,23 +80,25 @@ using sample reservoir({{ rows }} rows) repeatable (13)
 
 {#- One row: __fs_rows (entities), __fs_latest (the greatest event time up to __fs_now) and,
     per feature, its non-NULL count among the entities' latest rows, under the feature's
-    own name. Portable SQL (row_number() over a partition), so no engine version. -#}
+    own name. The latest row is the point-in-time join's (feature_store._pit_newest_first:
+    a NULL created timestamp is older than any). Portable SQL (row_number() over a
+    partition), so no engine version. -#}
 {% macro monitor_snapshot(relation, keys, timestamp, created_timestamp, features, window) %}
   {{ return(adapter.dispatch('monitor_snapshot', 'feature_store')(relation, keys, timestamp, created_timestamp,
                                                                    features, window)) }}
 {% endmacro %}
 
 {% macro default__monitor_snapshot(relation, keys, timestamp, created_timestamp, features, window) %}
-  {%- set order = adapter.quote(timestamp) ~ ' desc' ~ (', ' ~ adapter.quote(created_timestamp) ~ ' desc'
-                                                       if created_timestamp else '') -%}
 with ranked as (
     select
         {%- for f in features %}
         {{ adapter.quote(f) }},
         {%- endfor %}
         {{ adapter.quote(timestamp) }} as __fs_ts,
-        row_number() over (partition by {{ feature_store._pit_cols(keys) }} order by {{ order }}) as __fs_rank
-    from {{ relation }}
+        row_number() over (partition by {{ feature_store._pit_cols(keys) }}
+                           order by {{ feature_store._pit_newest_first({'ts': timestamp, 'created': created_timestamp}) }})
+            as __fs_rank
+    from {{ relation }} as f
     where {{ feature_store._pit_not_null(keys) }}
       and {{ adapter.quote(timestamp) }} <= (select __fs_now from {{ window }})
 )

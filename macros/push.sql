@@ -25,18 +25,8 @@
   {%- if relation -%}
     {{ return(feature_store._cast_select(columns, relation)) }}
   {%- endif -%}
-  {{ return(feature_store._typed_empty(columns)) }}
-{% endmacro %}
-
-
-{#- DuckDB reads the files where they land (feature_store._landed_parquet says how). -#}
-{% macro duckdb__pushed_rows(view_name) %}
-  {%- set columns = feature_store._push_columns(view_name) -%}
-  {%- set relation = feature_store._push_relation(view_name) -%}
-  {%- if relation -%}
-    {{ return(feature_store._cast_select(columns, relation)) }}
-  {%- endif -%}
-  {%- set files = feature_store._landed_parquet(view_name ~ '/**/*.parquet') -%}
+  {#- DuckDB reads the files where they land (feature_store.landed_parquet). -#}
+  {%- set files = feature_store.landed_parquet(view_name ~ '/**/*.parquet') -%}
   {%- if files -%}
     {{ return(feature_store._cast_select(columns, files)) }}
   {%- endif -%}
