@@ -143,7 +143,7 @@ def _audit(rows: list[dict], ttl: timedelta | None = timedelta(minutes=10)) -> _
         {"id": f"1-{i}", "served_at": _us(r.get("served_at", T)), "client": "test", "view": "v",
          "entity": '{"user_id":1}', "event_ts": _us(r.get("event_ts")), "feature": "f", "value": r.get("value"),
          "status": r["status"]} for i, r in enumerate(rows)], schema=servinglog.log_schema())
-    return _ViewAudit(None, view, table, default=None, max_examples=5, tolerance_us=1_000_000)  # type: ignore[arg-type]
+    return _ViewAudit(view, table, default=None, max_examples=5, tolerance_us=1_000_000)
 
 
 def _outcome(audit: _ViewAudit, offline, e_off: datetime | None) -> str:

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from feature_store import codec
+from feature_store.monitor import DEFAULT_THRESHOLDS
 from feature_store.offline import get_historical_features
 from feature_store.registry import Feature, FeatureView, Registry, type_kind
 from feature_store.servinglog import value_text
@@ -50,7 +51,7 @@ from feature_store.servinglog import value_text
 __all__ = ["DEFAULT_SKEW_MAX", "REASONS", "SkewResult", "audit_skew", "decode_served", "differs"]
 
 # Alert above this share of differing values, unless the feature's `monitors.skew_max` says otherwise.
-DEFAULT_SKEW_MAX = 0.001
+DEFAULT_SKEW_MAX = DEFAULT_THRESHOLDS["skew_max"]
 # Spine rows per point-in-time join: the offline API handles a million rows in about a GiB.
 DEFAULT_CHUNK_ROWS = 1_000_000
 # Differences this close to the ttl's edge (or to the served time) are clocks, not skew.
@@ -201,8 +202,7 @@ def differs(kind: str | None, status: str, served: str | None, offline: Any) -> 
 
 
 def _threshold(feature: Feature | None, default: float | None) -> float:
-    monitors = getattr(feature, "monitors", None) or {}
-    value = monitors.get("skew_max") if hasattr(monitors, "get") else None
+    value = feature.monitors.get("skew_max") if feature is not None else None  # the view's, or the column's
     if value is not None:
         return float(value)
     return DEFAULT_SKEW_MAX if default is None else float(default)
@@ -272,9 +272,9 @@ def _iso(us: int | None) -> str | None:
 class _ViewAudit:
     """The audit of one view's logged rows."""
 
-    def __init__(self, registry: Registry, view: FeatureView, rows: pa.Table, *, default: float | None,
-                 max_examples: int, tolerance_us: int):
-        self.registry, self.view, self.max_examples, self.tolerance_us = registry, view, max_examples, tolerance_us
+    def __init__(self, view: FeatureView, rows: pa.Table, *, default: float | None, max_examples: int,
+                 tolerance_us: int):
+        self.view, self.max_examples, self.tolerance_us = view, max_examples, tolerance_us
         self.default = default
         self.ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl is not None else None
         self.features = {f.name: f for f in view.features}
@@ -443,7 +443,7 @@ def audit_skew(
             results += [SkewResult(name, f, threshold=_threshold(None, threshold), skipped={"unknown_view": n})
                         for f, n in counts.items()]
             continue
-        audit = _ViewAudit(registry, registry.view(name), rows, default=threshold, max_examples=max_examples,
+        audit = _ViewAudit(registry.view(name), rows, default=threshold, max_examples=max_examples,
                            tolerance_us=int(tolerance.total_seconds() * 1_000_000))
         _run_view(registry, audit, chunk_rows, wait, progress, on_wait)
         results += list(audit.results.values())
