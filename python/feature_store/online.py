@@ -286,7 +286,6 @@ class OnlineStore:
         self._warned_log = False
         self._counts: dict[tuple[int, str], int] = {}  # (day number, counter field) -> reads not sent yet
         self._counts_due = 0.0  # monotonic time from which a read sends the counts (the first read's at once)
-        self._reads_keys: dict[int, str] = {}  # day number -> that day's counter hash
 
     def _client(self, timeout: float) -> "redis.Redis | RedisCluster":
         return redis_client(self.url, timeout=timeout, connect_timeout=self.connect_timeout)
@@ -406,11 +405,11 @@ class OnlineStore:
             if due:
                 counts, self._counts = self._counts, {}
                 self._counts_due = now + self.counts_every
-        commands: list[tuple] = [("HINCRBY", self._day_key(day), f, n) for (day, f), n in counts.items()]
+        day_keys = {day: audit.reads_key(self.prefix, date(1970, 1, 1) + timedelta(days=day)) for day, _ in counts}
+        commands: list[tuple] = [("HINCRBY", day_keys[day], f, n) for (day, f), n in counts.items()]
         # With every batch of counts (at most one a second): a hash Redis lost and the next
         # HINCRBY made again (a restart, a failover) expires all the same.
-        commands += [("EXPIRE", self._day_key(day), audit.RETENTION_DAYS * 86_400)
-                     for day in sorted({day for day, _ in counts})]
+        commands += [("EXPIRE", day_keys[day], audit.RETENTION_DAYS * 86_400) for day in sorted(day_keys)]
         commands += [self._xadd(entry) for entry in entries]
         return commands
 
@@ -430,15 +429,6 @@ class OnlineStore:
                 f"({type(exc).__name__}: {exc}); reads are served regardless, and OnlineStore.log_errors counts what "
                 "was lost. Check the server's memory (maxmemory), that it is a master, and the key types under the "
                 "prefix", RuntimeWarning, stacklevel=2)
-
-    def _day_key(self, day: int) -> str:
-        """The counter hash of UTC day number ``day`` (days since the epoch)."""
-        key = self._reads_keys.get(day)
-        if key is None:
-            if len(self._reads_keys) > 64:
-                self._reads_keys.clear()
-            key = self._reads_keys[day] = audit.reads_key(self.prefix, date(1970, 1, 1) + timedelta(days=day))
-        return key
 
     # -- calling Redis -------------------------------------------------------------------------
 
@@ -685,7 +675,7 @@ def _build_plan(registry: Registry, refs: tuple[str, ...], full_feature_names: b
             columns=tuple(cols),
             ttl_us=int(view.ttl.total_seconds() * 1_000_000) if view.ttl is not None else None,
             sample_rate=servinglog.DEFAULT_SAMPLE_RATE if view.log_sample_rate is None else view.log_sample_rate,
-            log_features=json.dumps([features[i].name for i in cols], ensure_ascii=False, separators=(",", ":")),
+            log_features=_json([features[i].name for i in cols]),
         ))
         entity_keys += [k for k in view.join_keys if k not in entity_keys]
     fallbacks = [(i, f, f.fallback, _fallback_value(f, f.fallback) if f.fallback.kind == "impute" else None)
@@ -908,13 +898,12 @@ class _Read:
         for vp in self.plan.views:
             name = vp.view.name
             stamps = event_ts[name]
-            keys = sorted(vp.join_keys)
             for r in _sampled(self.n, vp.sample_rate):
                 row = self.entity_rows[r]
                 ets = stamps[r]
                 entries.append((
                     "served_at", served_at, "client", client, "view", name,
-                    "entity", _json({k: row.get(k) for k in keys}),
+                    "entity", _json({k: row.get(k) for k in vp.join_keys}),
                     "event_ts", "" if ets is None else str(ets),
                     "features", vp.log_features,
                     "values", _json([servinglog.value_text(values[c][r]) for c in vp.columns]),

@@ -309,10 +309,6 @@ class _Server:
             self.metrics.reloads.labels("ok").inc()
             log.info("registry reloaded from %s: %d feature views", path, len(catalog.registry.views))
 
-    async def send_serving_log(self) -> None:
-        """Every second, send the serving-log entries that reads sampled and no later read carried."""
-        await send_serving_log_forever(self.store)
-
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         # What is loaded now (modules, the registry) lives as long as the process: keep it out of
@@ -320,7 +316,8 @@ class _Server:
         gc.collect()
         gc.freeze()
         self._watcher = asyncio.create_task(self.watch())
-        self._log_sender = asyncio.create_task(self.send_serving_log())
+        # Every second: the serving-log entries and read counts no later read carried.
+        self._log_sender = asyncio.create_task(send_serving_log_forever(self.store))
         try:
             yield
         finally:

@@ -44,6 +44,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from feature_store.codec import from_micros
 from feature_store.errors import FeatureStoreError, ManifestError, WarehouseError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -384,17 +385,14 @@ def _lost_warning(key: str, position: tuple[int, int] | None, landing_dir: str |
     return f"the serving log lost entries: {what}. Drain more often, or lower the views' log_sample_rate"
 
 
-_EPOCH = datetime(1970, 1, 1)
-
-
 def _day(entry: tuple[int, int]) -> date:
-    return (_EPOCH + timedelta(milliseconds=entry[0])).date()
+    return from_micros(entry[0] * 1000).date()
 
 
 def _served_day(served_at: Any) -> date | None:
     """The UTC day of a ``served_at`` (µs since the epoch, as text), or None if it is not one."""
     try:
-        return (_EPOCH + timedelta(microseconds=int(served_at))).date()
+        return from_micros(int(served_at)).date()
     except (TypeError, ValueError, OverflowError):
         return None
 
