@@ -16,7 +16,7 @@ import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 import orjson
@@ -389,6 +389,29 @@ def redis_option(fn):
                              "default $FEATURE_STORE_REDIS_URL, else redis://localhost:6379/0.")(fn)
 
 
+def landing_option(what: str):
+    """--landing-dir: where ``what`` (default: the project's var "feature_store:push_dir", else push/)."""
+    return click.option("--landing-dir", default=None, envvar="FEATURE_STORE_LANDING_DIR",
+                        type=click.Path(file_okay=False, path_type=Path),
+                        help=f'Where {what} (default: the project\'s var "feature_store:push_dir", else push/).')
+
+
+def _landing_folder(project: tuple, value: Path | None) -> Path:
+    """The landing folder: ``--landing-dir``, else the project's (feature_store.push.default_landing_dir)."""
+    from feature_store.push import default_landing_dir
+
+    return value if value else default_landing_dir(project[0])
+
+
+def on_wait_printer(silent: bool) -> Callable[[str], None]:
+    """The ``on_wait`` of a command that waits for a `dbt build` or a lock: one line on stderr each time."""
+    def on_wait(message: str) -> None:
+        if not silent:
+            err.print(f"[yellow]Waiting:[/yellow] {message}", markup=True)
+
+    return on_wait
+
+
 @main.command()
 @click.option("--project-dir", default=".", envvar="DBT_PROJECT_DIR", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Your dbt project directory.")
@@ -492,7 +515,7 @@ def historical(project, spine, timestamp_column, feature_refs, out_path, full_fe
         job = get_historical_features(
             registry, table, _split_features(feature_refs), timestamp_column=timestamp_column,
             full_feature_names=full_feature_names, ttl_override=ttl_override, as_of_created=as_of_created,
-            wait=_duration(wait, "--wait"), on_wait=None if quiet else lambda m: err.print(f"Waiting: {m}"),
+            wait=_duration(wait, "--wait"), on_wait=on_wait_printer(quiet),
         )
         result = job.to_arrow()
         _write_table(result, out_path)
@@ -577,14 +600,10 @@ def sync(project, redis_url, views, select, full_refresh, start, end, dry_run, w
         progress.update(tasks[view], completed=done, total=total, rate=done / elapsed,
                         of="" if total is None else f"/{total:,}")
 
-    def on_wait(message: str) -> None:
-        if not quiet:
-            err.print(f"[yellow]Waiting:[/yellow] {message}", markup=True)
-
     with progress:
         report = run_sync(registry, store, views=list(views) or None, select=select, full_refresh=full_refresh,
                           start=_parse_time(start, "--start"), end=_parse_time(end, "--end"), dry_run=dry_run,
-                          progress=on_progress, wait=_duration(wait, "--wait"), on_wait=on_wait)
+                          progress=on_progress, wait=_duration(wait, "--wait"), on_wait=on_wait_printer(quiet))
     for warning in report.warnings:
         err.print(f"[yellow]Warning:[/yellow] {warning}", markup=True)
     if as_json:
@@ -743,9 +762,7 @@ def status(project, redis_url, views, no_count, wait, as_json):
 @click.option("--tokens-file", default=None, envvar="FEATURE_STORE_TOKENS_FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Bearer tokens and their scopes (YAML; see docs/server.md); else $FEATURE_STORE_TOKENS.")
-@click.option("--landing-dir", default=None, envvar="FEATURE_STORE_LANDING_DIR",
-              type=click.Path(file_okay=False, path_type=Path),
-              help='Where /push lands rows for dbt (default: the project\'s var "feature_store:push_dir", else push/).')
+@landing_option("/push lands rows for dbt")
 @click.option("--max-entities", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Most entities per read (and rows per push); more answers 422.")
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(min=1024),
@@ -949,9 +966,7 @@ def _window_start(value: str, now: datetime) -> datetime:
               help="Audit values served from this long ago (1h, 7d) or from this ISO time.")
 @click.option("--until", default=None, metavar="ISO", help="...and served before this ISO time (default: now).")
 @click.option("--view", "views", multiple=True, help="Only this view (repeatable).")
-@click.option("--landing-dir", default=None, envvar="FEATURE_STORE_LANDING_DIR",
-              type=click.Path(file_okay=False, path_type=Path),
-              help='Where the serving log lands (default: the project\'s var "feature_store:push_dir", else push/).')
+@landing_option("the serving log lands")
 @click.option("--no-drain", is_flag=True, help="Audit what has landed; do not drain the serving log from Redis first.")
 @click.option("--examples", "max_examples", default=5, show_default=True, type=click.IntRange(min=0),
               help="Differing values shown per feature.")
@@ -977,7 +992,6 @@ def skew(project, redis_url, since, until, views, landing_dir, no_drain, max_exa
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from feature_store import servinglog
-    from feature_store.push import default_landing_dir
     from feature_store.skew import REASONS, SKIPPED, audit_skew
 
     registry = load_registry(project, quiet=as_json)
@@ -985,7 +999,7 @@ def skew(project, redis_url, since, until, views, landing_dir, no_drain, max_exa
         registry.view(name)  # an unknown view: did-you-mean, before anything runs
     now = datetime.now(timezone.utc)
     start, end = _window_start(since, now), _parse_time(until, "--until") or now
-    landing = Path(landing_dir) if landing_dir else default_landing_dir(project[0])
+    landing = _landing_folder(project, landing_dir)
     drained = None
     if not no_drain:
         import dataclasses
@@ -1011,10 +1025,7 @@ def skew(project, redis_url, since, until, views, landing_dir, no_drain, max_exa
             tasks[view] = progress.add_task(view, total=total)
         progress.update(tasks[view], completed=done, total=total)
 
-    def on_wait(message: str) -> None:
-        if not as_json:
-            err.print(f"[yellow]Waiting:[/yellow] {message}", markup=True)
-
+    on_wait = on_wait_printer(as_json)
     with progress:
         results = audit_skew(registry, log, wait=_duration(wait, "--wait"), max_examples=max_examples,
                              progress=on_progress, on_wait=on_wait)
@@ -1100,10 +1111,7 @@ def _print_skew(results, window: str, logged: int, drained: Any, reasons: dict, 
 @click.option("--view", "views", multiple=True, help="Only this view (repeatable).")
 @click.option("--now", "now_text", default=None, metavar="ISO",
               help="Judge the data as of this time (default: the clock), e.g. for data pinned to another time.")
-@click.option("--landing-dir", default=None, envvar="FEATURE_STORE_LANDING_DIR",
-              type=click.Path(file_okay=False, path_type=Path),
-              help='Where the serving log lands and the history is kept (default: the project\'s var '
-                   '"feature_store:push_dir", else push/).')
+@landing_option("the serving log lands and the history is kept")
 @click.option("--no-drain", is_flag=True, help="Use what has landed; do not drain the serving log from Redis first.")
 @click.option("--no-skew", is_flag=True, help="Skip the skew audit (the point-in-time join of every served value).")
 @click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
@@ -1133,21 +1141,17 @@ def monitor(project, redis_url, views, now_text, landing_dir, no_drain, no_skew,
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from feature_store.monitor import read_history, run_monitors, write_history
-    from feature_store.push import default_landing_dir
 
     registry = load_registry(project, quiet=as_json)
     for name in views:
         registry.view(name)  # an unknown view: did-you-mean, before anything runs
     now = _parse_time(now_text, "--now")
-    landing = Path(landing_dir) if landing_dir else default_landing_dir(project[0])
+    landing = _landing_folder(project, landing_dir)
     show = not as_json and err.is_terminal
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                         disable=not show, transient=True)
 
-    def on_wait(message: str) -> None:
-        if not as_json:
-            err.print(f"[yellow]Waiting:[/yellow] {message}", markup=True)
-
+    on_wait = on_wait_printer(as_json)
     store = online_store(registry, redis_url)
     try:
         with progress:
